@@ -1,0 +1,60 @@
+"""The command line: ``python -m cifar_lightning fit --config configs/quick.yaml``.
+
+LightningCLI turns the constructor arguments of CIFARSystem, CIFAR10DataModule and the Trainer into
+options (``--model.lr 0.1``, ``--data.batch_size 512``, ``--trainer.max_epochs 5``) and YAML configs.
+``fit`` ends by testing the best checkpoint and printing its test accuracy.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from jsonargparse import lazy_instance
+from lightning.pytorch.cli import LightningCLI
+
+from cifar_lightning.callbacks import EpochTimer
+from cifar_lightning.data import CIFAR10DataModule
+from cifar_lightning.errors import CifarLightningError
+from cifar_lightning.model import CifarResNet
+from cifar_lightning.system import CIFARSystem
+
+
+class CifarCLI(LightningCLI):
+    """LightningCLI with the course's default callbacks and a test of the best checkpoint after ``fit``."""
+
+    def add_arguments_to_parser(self, parser):
+        parser.set_defaults({"model.backbone": lazy_instance(CifarResNet, depth=18)})
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.monitor": "val_acc", "checkpoint.mode": "max", "checkpoint.save_last": True,
+                             "checkpoint.filename": "best-{epoch}-{val_acc:.4f}"})
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(EpochTimer, "epoch_timer")
+        parser.add_argument("--test_after_fit", type=bool, default=True, help="test the best checkpoint after fit")
+
+    def after_fit(self):
+        if not self.config.fit.test_after_fit:
+            return
+        best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
+        ckpt = best or None  # fast_dev_run saves no checkpoint: test the weights in memory
+        results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
+        if self.trainer.is_global_zero and results:
+            print(f"test accuracy: {results[0]['test_acc']:.4f} ({ckpt or 'final weights'})")
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the CLI; bad input ends with one ``error:`` line and exit status 2."""
+    try:
+        CifarCLI(
+            CIFARSystem,
+            CIFAR10DataModule,
+            seed_everything_default=42,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"default_root_dir": "runs"},
+            args=args,
+        )
+    except (CifarLightningError, MisconfigurationException) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None

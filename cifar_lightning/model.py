@@ -1,0 +1,92 @@
+"""ResNet-18/34 backbones from torchvision, with the CIFAR stem or the ImageNet one.
+
+    from cifar_lightning import build_resnet
+    net = build_resnet(depth=18, cifar_stem=True)
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from torchvision.models import ResNet, ResNet18_Weights, ResNet34_Weights
+from torchvision.models.resnet import BasicBlock
+
+from cifar_lightning.errors import CifarLightningError, check, check_choice
+
+DEPTHS = {18: ([2, 2, 2, 2], ResNet18_Weights.DEFAULT), 34: ([3, 4, 6, 3], ResNet34_Weights.DEFAULT)}
+
+
+class CifarResNet(ResNet):
+    """torchvision's ResNet with two knobs: the stem and the width.
+
+    ``cifar_stem=True`` swaps the 7x7 stride-2 convolution and the max-pool (made for 224px ImageNet
+    images) for one 3x3 stride-1 convolution, so a 32x32 image keeps its resolution into ``layer1``.
+    ``width`` is the channel count of ``layer1`` (64 in the paper); the later stages double it, so a
+    smaller width gives a narrow ResNet for CPUs.
+    """
+
+    def __init__(
+        self, depth: int = 18, num_classes: int = 10, cifar_stem: bool = True, pretrained: bool = False, width: int = 64
+    ):
+        check_choice("depth", depth, DEPTHS)
+        check(num_classes > 0 and width > 0, f"num_classes and width must be positive, got {num_classes}, {width}")
+        nn.Module.__init__(self)  # ResNet.__init__ hard-codes 64 channels; rebuild with its own helpers
+        self.config = dict(depth=depth, num_classes=num_classes, cifar_stem=cifar_stem, width=width)
+        self._norm_layer, self.dilation, self.groups, self.base_width = nn.BatchNorm2d, 1, 1, 64
+        self.inplanes = width
+        if cifar_stem:
+            self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        blocks = DEPTHS[depth][0]
+        self.layer1 = self._make_layer(BasicBlock, width, blocks[0])
+        self.layer2 = self._make_layer(BasicBlock, width * 2, blocks[1], stride=2)
+        self.layer3 = self._make_layer(BasicBlock, width * 4, blocks[2], stride=2)
+        self.layer4 = self._make_layer(BasicBlock, width * 8, blocks[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(width * 8, num_classes)
+        for m in self.modules():  # torchvision's initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if pretrained:
+            load_imagenet_weights(self)
+
+
+def load_imagenet_weights(net: CifarResNet) -> list[str]:
+    """Copy torchvision's ImageNet weights into ``net`` through the weights API.
+
+    Layers whose shape differs (a CIFAR stem's 3x3 conv1, a 10-class fc) keep their fresh initialisation;
+    their names are returned. The file is cached under ``$TORCH_HOME/hub/checkpoints``.
+    """
+    cfg = net.config
+    check(cfg["width"] == 64, "ImageNet weights exist only for width=64")
+    weights = DEPTHS[cfg["depth"]][1]
+    try:
+        state = weights.get_state_dict(progress=False)
+    except OSError as err:  # URLError, no route, DNS failure...
+        raise CifarLightningError(
+            f"could not download {weights} ({err}); offline, copy {weights.url.rsplit('/', 1)[-1]} into "
+            "$TORCH_HOME/hub/checkpoints (default ~/.cache/torch/hub/checkpoints) or use pretrained=False"
+        ) from err
+    own = net.state_dict()
+    kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    net.load_state_dict(kept, strict=False)
+    return sorted(set(own) - set(kept))
+
+
+def build_resnet(
+    depth: int = 18, num_classes: int = 10, cifar_stem: bool = True, pretrained: bool = False, width: int = 64
+) -> CifarResNet:
+    """A ResNet-``depth`` for ``num_classes`` classes; ``pretrained`` loads ImageNet weights (see above)."""
+    return CifarResNet(depth=depth, num_classes=num_classes, cifar_stem=cifar_stem, pretrained=pretrained, width=width)
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)

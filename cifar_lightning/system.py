@@ -1,0 +1,141 @@
+"""CIFARSystem: the LightningModule that trains any classification backbone.
+
+    from cifar_lightning import CIFARSystem, build_resnet
+    system = CIFARSystem(build_resnet(depth=18), optimizer="sgd", lr=0.05, scheduler="onecycle")
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from cifar_lightning.errors import check, check_choice
+from cifar_lightning.model import CifarResNet
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("onecycle", "cosine", "plateau", "none")
+
+
+def smoothed_nll(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """NLL on log-softmax outputs with label smoothing: equals ``F.cross_entropy(logits, target, label_smoothing=s)``."""
+    nll = F.nll_loss(log_probs, target)
+    if smoothing == 0:
+        return nll
+    return (1 - smoothing) * nll - smoothing * log_probs.mean(dim=1).mean()
+
+
+class CIFARSystem(L.LightningModule):
+    """Trains ``backbone`` (default: a CIFAR ResNet-18) with the workshop's loss, optimizers and schedules.
+
+    Args:
+        backbone: any ``nn.Module`` mapping images to class logits.
+        num_classes: for the accuracy metrics.
+        optimizer: ``sgd`` (with ``momentum``/``nesterov``) | ``adam`` | ``adamw``.
+        lr: the (peak) learning rate; the LR finder sets this attribute.
+        weight_decay: L2 penalty (decoupled for AdamW).
+        scheduler: ``onecycle`` | ``cosine`` (both stepped per batch over ``trainer.estimated_stepping_batches``)
+            | ``plateau`` (ReduceLROnPlateau on ``val_loss``, per epoch) | ``none``.
+        label_smoothing: share of the target mass spread evenly over all classes.
+        tta_flip: at validation/test time average the predictions for the image and its mirror.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module | None = None,
+        num_classes: int = 10,
+        optimizer: str = "sgd",
+        lr: float = 0.05,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        weight_decay: float = 5e-4,
+        scheduler: str = "onecycle",
+        label_smoothing: float = 0.0,
+        tta_flip: bool = False,
+    ):
+        super().__init__()
+        check_choice("optimizer", optimizer, OPTIMIZERS)
+        check_choice("scheduler", scheduler, SCHEDULERS)
+        check(lr > 0, f"lr must be positive, got {lr}")
+        check(weight_decay >= 0, f"weight_decay must be >= 0, got {weight_decay}")
+        check(0 <= label_smoothing < 1, f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.save_hyperparameters(ignore=["backbone"])
+        self.backbone = backbone if backbone is not None else CifarResNet(depth=18, num_classes=num_classes)
+        self.lr = lr
+        self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes, average="micro") for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def predict_log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities, averaged with the mirrored image's when ``tta_flip`` is on."""
+        log_probs = F.log_softmax(self(x), dim=1)
+        if self.hparams.tta_flip:
+            flipped = F.log_softmax(self(x.flip(-1)), dim=1)
+            log_probs = torch.logsumexp(torch.stack([log_probs, flipped]), dim=0) - torch.log(torch.tensor(2.0))
+        return log_probs
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        log_probs = F.log_softmax(self(x), dim=1)
+        loss = smoothed_nll(log_probs, y, self.hparams.label_smoothing)
+        self.train_acc(log_probs, y)
+        self.log("train_loss", loss, prog_bar=True)
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch, stage: str, metric: MulticlassAccuracy):
+        x, y = batch
+        log_probs = self.predict_log_probs(x)
+        metric(log_probs, y)
+        self.log(f"{stage}_loss", F.nll_loss(log_probs, y), prog_bar=True, sync_dist=True)
+        self.log(f"{stage}_acc", metric, prog_bar=True)
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, "val", self.val_acc)
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, "test", self.test_acc)
+
+    def predict_step(self, batch, batch_idx):
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self.predict_log_probs(x).exp()
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        # No weight decay on BatchNorm weights and biases (a common, measurable gain).
+        decay = [p for p in self.parameters() if p.ndim > 1]
+        no_decay = [p for p in self.parameters() if p.ndim <= 1]
+        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=self.lr, momentum=hp.momentum, nesterov=hp.nesterov and hp.momentum > 0)
+        elif hp.optimizer == "adam":
+            opt = torch.optim.Adam(groups, lr=self.lr)
+        else:
+            opt = torch.optim.AdamW(groups, lr=self.lr)
+        if hp.scheduler == "none":
+            return opt
+        if hp.scheduler == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.2, patience=2)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}}
+        steps = int(self.trainer.estimated_stepping_batches)
+        if hp.scheduler == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=steps)
+        else:
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Record how to rebuild the backbone, so that load_system() needs only the file.
+        checkpoint["backbone_config"] = getattr(self.backbone, "config", None)
+
+
+def load_system(checkpoint_path: str, map_location="cpu") -> CIFARSystem:
+    """Restore a :class:`CIFARSystem` with its ResNet backbone from a checkpoint file alone."""
+    ckpt = torch.load(checkpoint_path, map_location=map_location, weights_only=False)
+    config = ckpt.get("backbone_config")
+    check(config is not None, f"{checkpoint_path} has no backbone_config: pass backbone= to CIFARSystem.load_from_checkpoint")
+    backbone = CifarResNet(**config)
+    return CIFARSystem.load_from_checkpoint(checkpoint_path, map_location=map_location, backbone=backbone)
