@@ -1,0 +1,7 @@
+"""`pytest --nbval-lax notebooks/` runs every lesson at its smoke size: tiny synthetic data, no GPU, no network."""
+
+import os
+
+os.environ.setdefault("CIFAR_LIGHTNING_SMOKE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")  # never prompt, never reach the network
+os.environ.setdefault("MPLBACKEND", "agg")
