@@ -54,7 +54,31 @@ def main(args: list[str] | None = None) -> None:
             trainer_defaults={"default_root_dir": "runs"},
             args=args,
         )
-    except (CifarLightningError, MisconfigurationException) as err:
+    except CifarLightningError as err:
+        fail(str(err))
+    except MisconfigurationException as err:  # Lightning's word on the trainer options, e.g. a missing GPU
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(2) from None
+        if any(word in message.lower() for word in ("accelerator", "backend", "gpu", "cuda", "mps", "device")):
+            message += f" (this machine offers: {available_accelerators()}; use --trainer.accelerator auto)"
+        fail(message)
+    except ValueError as err:
+        ours = CifarLightningError.last_message
+        if ours and ours in str(err):  # our error, wrapped by jsonargparse while instantiating e.g. the backbone
+            fail(ours)
+        raise
+
+
+def available_accelerators() -> str:
+    import torch
+
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append(f"cuda x{torch.cuda.device_count()}")
+    if torch.backends.mps.is_available():
+        found.append("mps")
+    return ", ".join(found)
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2) from None

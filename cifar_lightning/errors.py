@@ -7,6 +7,12 @@ class CifarLightningError(ValueError):
     The command line prints its message as one line and exits with status 2.
     """
 
+    last_message = ""  # jsonargparse wraps errors raised while it builds nested classes; main() finds ours by this
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        CifarLightningError.last_message = message
+
 
 def check(condition: bool, message: str) -> None:
     """Raise :class:`CifarLightningError` with ``message`` unless ``condition`` holds."""

@@ -30,6 +30,13 @@ def default_data_dir() -> str:
     return os.environ.get("PATH_DATASETS", "data")
 
 
+def check_data_dir(data_dir: str | Path) -> None:
+    """Reject a data dir that is missing or empty, saying what belongs there."""
+    path = Path(data_dir)
+    check(path.is_dir(), f"data dir {path} does not exist: point --data.data_dir at your copy of CIFAR-10 (see README)")
+    check(any(path.iterdir()), f"data dir {path} is empty: put cifar-10-batches-py or train/ and test/ class folders in it")
+
+
 def download(data_dir: str | Path) -> None:
     """Download and extract CIFAR-10 into ``data_dir`` through torchvision (no-op when already there)."""
     from torchvision.datasets import CIFAR10
@@ -101,7 +108,6 @@ def _decode(files):
 def load_folder(root: str | Path):
     """Decode an image-folder tree ``root/{train,test}/<class>/*.{png,jpg}`` (resized to 32x32 if needed)."""
     root = Path(root)
-    check(root.is_dir(), f"data dir {root} does not exist: point --data.data_dir at a folder with train/ and test/")
     train_x, train_y = _decode(_image_files(root / "train"))
     test_x, test_y = _decode(_image_files(root / "test"))
     return train_x, train_y, test_x, test_y
@@ -148,11 +154,8 @@ def _fingerprint(root: Path, skip: Path) -> str:
 def load_cached(source: str, data_dir: str | Path, cache_dir: str | Path | None = None):
     """Load ``source`` as uint8 arrays, decoding a pickle or folder source once into an ``.npz`` cache."""
     data_dir = Path(data_dir)
-    if source == "folder":
-        check(data_dir.is_dir() and any(data_dir.iterdir()), f"data dir {data_dir} is missing or empty: expected train/ and test/ class folders")
-        loader = load_folder
-    else:
-        loader = load_pickle
+    check_data_dir(data_dir)
+    loader = load_folder if source == "folder" else load_pickle
     cache_dir = Path(cache_dir or Path(default_data_dir()) / "cache")
     cache = cache_dir / f"{source}-{_fingerprint(data_dir, skip=cache_dir)}.npz"
     if cache.exists():
