@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 
+from jsonargparse import lazy_instance
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LightningCLI
 
 from cifar_lightning.callbacks import EpochTimer

@@ -10,7 +10,7 @@ train/val split of the training images and keeps the official test set apart.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import lightning as L
 import numpy as np

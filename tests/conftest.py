@@ -17,7 +17,7 @@ def write_image_folder(root, per_class=(6, 2), suffix=".png", classes=CLASSES, s
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    for split, n in zip(("train", "test"), per_class):
+    for split, n in zip(("train", "test"), per_class, strict=False):
         for name in classes:
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)

@@ -2,10 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_lightning import CIFAR10DataModule, CifarLightningError, build_transform
+from cifar_lightning import CIFAR10DataModule, CifarLightningError, build_transform, sources
 from cifar_lightning.augment import PRESETS
 from cifar_lightning.data import split_indices
-from cifar_lightning import sources
 
 
 def test_default_split_is_45k_5k_disjoint_and_complete():

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from cifar_lightning import CIFAR10DataModule, CIFARSystem, CifarLightningError, build_resnet, load_system
+from cifar_lightning import CIFAR10DataModule, CifarLightningError, CIFARSystem, build_resnet, load_system
 from cifar_lightning.system import smoothed_nll
 
 
