@@ -124,7 +124,9 @@ def script(code: str) -> str:
 STYLE = """
 .reveal { font-size: 30px; }
 .reveal h1 { font-size: 2.2em; } .reveal h2 { font-size: 1.45em; } .reveal h3 { font-size: 1.1em; }
-.reveal section img { max-height: 500px; max-width: 100%; margin: 0.3em auto; border: 0; box-shadow: none; }
+.reveal section img { max-height: 480px; max-width: 100%; margin: 0.3em auto; border: 0; box-shadow: none; }
+/* a figure sharing its slide with code or a list gets less height, so that the slide never overflows */
+.reveal section:has(pre) img, .reveal section:has(ul) img { max-height: 340px; }
 .reveal pre { width: 100%; font-size: 0.62em; box-shadow: none; margin: 0.4em 0; }
 .reveal pre code { max-height: 520px; padding: 0.6em; line-height: 1.3; }
 .reveal ul, .reveal ol { display: block; margin-left: 1em; }
