@@ -45,6 +45,12 @@ def slide_number(text: str, pos: int) -> int:
     return len(re.findall(SEPARATOR, text[:pos], flags=re.MULTILINE)) + 1
 
 
+def lines_of(source: str, number: int) -> str:
+    """Line ``number`` (1-based) of ``source``, or "" past the end."""
+    lines = source.splitlines()
+    return lines[number - 1] if 0 < number <= len(lines) else ""
+
+
 def symbol_source(path: Path, name: str) -> str:
     """Source of the class or function ``name`` (``Class.method`` for a method) in ``path``, without its docstring."""
     source = path.read_text()
@@ -58,6 +64,8 @@ def symbol_source(path: Path, name: str) -> str:
     drop = set()
     if ast.get_docstring(node) is not None:
         drop = set(range(node.body[0].lineno, node.body[0].end_lineno + 1))
+        if not lines_of(source, node.body[0].end_lineno + 1).strip():
+            drop.add(node.body[0].end_lineno + 1)  # and the blank line after it
     lines = [line for number, line in enumerate(source.splitlines(), start=1)
              if first <= number <= node.end_lineno and number not in drop]
     indent = min(len(line) - len(line.lstrip()) for line in lines if line.strip())
