@@ -130,8 +130,12 @@ def test_deck_works_in_chromium(tmp_path):
     assert built.returncode == 0, built.stderr.strip()
     shots = Path(os.environ.get("SLIDES_SCREENSHOTS", tmp_path / "shots"))
     names = build.referenced_figures(build.expand_includes(TALK.read_text()))
-    slides_with_figures = [i + 1 for i, s in enumerate(TALK.read_text().split("\n---\n")) if "](figures/" in s]
-    wanted = [1, 7, 11, 13, 35, slides_with_figures[-1]]
+    # Screenshots of a few kinds of slide: the title, a figure, a figure with code, included source, two figures.
+    parts = TALK.read_text().split("\n---\n")
+    figure_slides = [i + 1 for i, text in enumerate(parts) if "](figures/" in text]
+    code_and_figure = [n for n in figure_slides if "```python" in parts[n - 1]]
+    included = [i + 1 for i, text in enumerate(parts) if "<!-- include: cifar_lightning/" in text]
+    wanted = [1, figure_slides[0], code_and_figure[0], included[-1], figure_slides[-1]]
     run = subprocess.run(["node", str(SLIDES / "check_deck.mjs"), str(deck), str(shots), ",".join(map(str, wanted))],
                          capture_output=True, text=True, timeout=300, env={**os.environ, "CHROMIUM": CHROMIUM})
     assert run.returncode == 0, run.stderr[-2000:]
