@@ -11,8 +11,7 @@ For every ```python block of the talk (after the build's includes), in order, as
 For every ```bash block, each ``python -m cifar_lightning ...`` line is parsed by the real CLI (``--print_config``:
 parse, check, print, stop; nothing trains).
 
-    from codecheck import check_talk
-    check_talk(Path("slides/talk.md")).problems     # [] when every block is right
+    check_talk(Path("slides/talk.md")).problems     # [] when every block is right (tests/test_slides.py)
 """
 
 from __future__ import annotations
@@ -20,15 +19,29 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import importlib.util
 import inspect
 import io
 import os
 import re
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from build import ROOT, expand_includes, slide_number
+
+def _load(name: str, path: Path):
+    """Import a file of slides/ under a name of its own (a plain ``import build`` could find PyPI's ``build``)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+build = _load("slides_build", Path(__file__).with_name("build.py"))
+ROOT, expand_includes, slide_number = build.ROOT, build.expand_includes, build.slide_number
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 SAFE_TO_CALL = {"CIFAR10DataModule", "CIFARSystem", "CifarResNet", "build_resnet", "build_transform", "build_callbacks"}
