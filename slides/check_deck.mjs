@@ -51,6 +51,9 @@ try {
         notes: (Reveal.getSlideNotes(slide) || "").trim().length,
         code: slide.querySelectorAll("pre code").length,
         highlighted: slide.querySelectorAll("pre code.hljs").length,
+        // code that needs a scroll bar to be read on the projector
+        clippedCode: [...slide.querySelectorAll("pre code")].filter(
+          (c) => c.scrollWidth > c.clientWidth + 1 || c.scrollHeight > c.clientHeight + 1).length,
         images: images.map((img) => ({ alt: img.alt, complete: img.complete, width: img.naturalWidth,
           shownWidth: img.getBoundingClientRect().width, shownHeight: img.getBoundingClientRect().height })),
       };

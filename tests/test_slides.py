@@ -166,9 +166,11 @@ def test_deck_works_in_chromium(tmp_path):
         assert slide["notes"] > 0, f"{where} has no speaker notes"
         assert slide["overflow"] <= 0, f"{where} is {slide['overflow']} px taller than the slide"
         assert slide["highlighted"] == slide["code"], f"{where} has code that was not highlighted"
+        assert slide["clippedCode"] == 0, f"{where} has code too long or too wide to show without scrolling"
         for image in slide["images"]:
             assert image["complete"] and image["width"] > 0, f"{where}: figure {image['alt']!r} did not load"
-            assert image["shownHeight"] >= 200, f"{where}: figure {image['alt']!r} is shown too small"
+            big_enough = image["shownWidth"] >= 400 or image["shownHeight"] >= 250
+            assert big_enough, f"{where}: figure {image['alt']!r} is shown too small"
     assert sum(len(s["images"]) for s in report["slides"]) == len(names)
     first_notes = TALK.read_text().split("\nNote:\n", 1)[1].split("\n")[0]
     assert report["notesWindow"].startswith(first_notes), "the speaker view (S) does not show the notes"
