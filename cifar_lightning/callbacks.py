@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import (
     ModelCheckpoint,
     StochasticWeightAveraging,
 )
+from lightning.pytorch.utilities import grad_norm
 
 
 class EpochTimer(Callback):
@@ -45,6 +46,36 @@ class EpochTimer(Callback):
     def _sync(pl_module):
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
+
+
+class GradNormLogger(Callback):
+    """Logs the gradient's size at every optimizer step, before and after clipping.
+
+    ``grad_norm``: the total 2-norm before clipping (what the loss produced); ``grad_max_abs``: its largest
+    entry (what ``gradient_clip_algorithm="value"`` caps); ``grad_norm_clipped``: the 2-norm the optimizer
+    actually used. Lightning calls ``on_before_optimizer_step`` just before it clips, and the clipped
+    gradients are still there at ``on_train_batch_end`` (they are zeroed at the next step).
+    """
+
+    def __init__(self):
+        self._stepped = False
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        norms = grad_norm(pl_module, 2)
+        if not norms:
+            return
+        max_abs = grad_norm(pl_module, "inf")["grad_inf_norm_total"]
+        pl_module.log_dict({"grad_norm": norms["grad_2.0_norm_total"], "grad_max_abs": max_abs},
+                           on_step=True, on_epoch=False)
+        self._stepped = True
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if not self._stepped:  # accumulating: no optimizer step on this batch
+            return
+        self._stepped = False
+        norms = grad_norm(pl_module, 2)
+        if norms:
+            pl_module.log("grad_norm_clipped", norms["grad_2.0_norm_total"], on_step=True, on_epoch=False)
 
 
 def build_callbacks(
