@@ -78,6 +78,15 @@ class GradNormLogger(Callback):
             pl_module.log("grad_norm_clipped", norms["grad_2.0_norm_total"], on_step=True, on_epoch=False)
 
 
+def latest_checkpoint(dirpath: str | None = None) -> ModelCheckpoint:
+    """A ModelCheckpoint that rewrites ``last.ckpt`` after every epoch, for resuming with ``ckpt_path``.
+
+    Needed since Lightning 2.6: ``ModelCheckpoint(monitor=..., save_last=True)`` refreshes ``last.ckpt`` only
+    when the monitored metric improves, so it can hold an older epoch than the last one.
+    """
+    return ModelCheckpoint(dirpath=dirpath, filename="last", enable_version_counter=False)
+
+
 def build_callbacks(
     monitor: str = "val_acc",
     mode: str = "max",
@@ -91,13 +100,13 @@ def build_callbacks(
 ) -> list[L.Callback]:
     """The standard callbacks of the course, each switched on by its argument.
 
-    Always a ModelCheckpoint on ``monitor`` (best and ``last.ckpt``); LearningRateMonitor and EpochTimer
+    Always a ModelCheckpoint on ``monitor`` (the best) and :func:`latest_checkpoint` (``last.ckpt``); LearningRateMonitor and EpochTimer
     unless turned off; EarlyStopping when ``early_stopping_patience`` is set; StochasticWeightAveraging when
     ``swa_lrs`` is set; GradientAccumulationScheduler from ``accumulate`` ({epoch: batches}, e.g. {0: 4, 5: 1}).
     """
     callbacks: list[L.Callback] = [
-        ModelCheckpoint(dirpath=checkpoint_dir, monitor=monitor, mode=mode, save_last=True,
-                        filename="{epoch}-{" + monitor + ":.4f}")
+        ModelCheckpoint(dirpath=checkpoint_dir, monitor=monitor, mode=mode, filename="{epoch}-{" + monitor + ":.4f}"),
+        latest_checkpoint(checkpoint_dir),
     ]
     if lr_monitor:
         callbacks.append(LearningRateMonitor(logging_interval="step"))

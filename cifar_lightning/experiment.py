@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,13 +23,26 @@ from cifar_lightning import lesson
 from cifar_lightning.errors import check
 
 
+def quiet_logs() -> None:
+    """Keep lesson outputs lean: hide Lightning's per-Trainer info lines and a known deprecation warning.
+
+    Warnings about your setup (e.g. SWA swapping a scheduler) still show.
+    """
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+
+
 def lesson_trainer(log_dir: str | Path, fresh: bool = True, **trainer_kwargs) -> L.Trainer:
     """A Trainer that logs to ``log_dir/metrics.csv`` (and checkpoints to ``log_dir/checkpoints``).
 
     Defaults: ``accelerator="auto"``, one device (a notebook cannot run DDP, see lesson 08), step metrics
-    logged at every step (short runs have few), no model summary, a progress bar only outside smoke mode. ``fresh`` deletes what an earlier run left in
+    logged at every step (short runs have few), no model summary, a progress bar only outside smoke mode,
+    and :func:`quiet_logs`. ``fresh`` deletes what an earlier run left in
     ``log_dir``, so that a re-run notebook plots only its own run. ``trainer_kwargs`` override anything.
     """
+    quiet_logs()
     log_dir = Path(log_dir)
     if fresh and log_dir.exists():
         shutil.rmtree(log_dir)
