@@ -32,6 +32,8 @@ def quiet_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # in a notebook, sys.argv holds the kernel's arguments; CifarCLI(args=...) ignores them anyway
+    warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter.*")
 
 
 def lesson_trainer(log_dir: str | Path, fresh: bool = True, **trainer_kwargs) -> L.Trainer:
