@@ -71,3 +71,14 @@ def test_grad_norm_logger_logs_once_per_accumulated_step(tmp_path, datamodule):
     assert metrics["grad_norm_clipped"].notna().sum() == 1
     # without clipping the optimizer applies the gradient as it is
     assert metrics["grad_norm_clipped"].dropna().iloc[0] == pytest.approx(metrics["grad_norm"].dropna().iloc[0])
+
+
+def test_quiet_logs_hides_info_lines_but_not_warnings():
+    import logging
+
+    from cifar_lightning.experiment import quiet_logs
+
+    quiet_logs()
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    assert not log.isEnabledFor(logging.INFO)
+    assert log.isEnabledFor(logging.WARNING)
