@@ -1,5 +1,7 @@
 """fit_experiment logs to its own folder, GradNormLogger measures what clipping does."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -82,3 +84,12 @@ def test_quiet_logs_hides_info_lines_but_not_warnings():
     log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     assert not log.isEnabledFor(logging.INFO)
     assert log.isEnabledFor(logging.WARNING)
+
+
+def test_lesson_trainer_logs_into_its_folder_and_accepts_overrides(tmp_path):
+    from cifar_lightning.experiment import lesson_trainer
+
+    trainer = lesson_trainer(tmp_path / "run", max_epochs=2, enable_model_summary=True)
+    assert Path(trainer.logger.log_dir) == tmp_path / "run"
+    assert trainer.max_epochs == 2 and trainer.log_every_n_steps == 1
+    assert trainer.num_devices == 1
