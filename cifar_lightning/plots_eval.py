@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.ticker import MaxNLocator
 
 
 def metric_series(metrics: pd.DataFrame, column: str, x: str = "step") -> pd.DataFrame:
@@ -31,6 +32,7 @@ def plot_runs(runs: Mapping[str, pd.DataFrame], column: str, x: str = "step", ax
         series = metric_series(metrics, column, x)
         marker = "o" if x == "epoch" and len(series) < 30 else None
         ax.plot(series[x], series[column], label=label, marker=marker, **line_kwargs)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps and epochs are whole numbers
     ax.set_xlabel(x)
     ax.set_ylabel(column)
     ax.set_title(title or column)
