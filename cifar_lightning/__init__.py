@@ -1,7 +1,7 @@
 """cifar_lightning: the reusable code of the workshop. Notebooks import it; they never redefine it."""
 
 from cifar_lightning.augment import CIFAR10_MEAN, CIFAR10_STD, PRESETS, build_transform
-from cifar_lightning.callbacks import EpochTimer, build_callbacks
+from cifar_lightning.callbacks import EpochTimer, GradNormLogger, build_callbacks, latest_checkpoint
 from cifar_lightning.data import CIFAR10DataModule
 from cifar_lightning.errors import CifarLightningError
 from cifar_lightning.model import CifarResNet, build_resnet, count_parameters
@@ -10,6 +10,6 @@ from cifar_lightning.system import CIFARSystem, load_system
 
 __all__ = [
     "CIFAR10_MEAN", "CIFAR10_STD", "CLASSES", "PRESETS", "CIFAR10DataModule", "CIFARSystem", "CifarLightningError",
-    "CifarResNet", "EpochTimer", "build_callbacks", "build_resnet", "build_transform", "count_parameters", "load_system",
+    "CifarResNet", "EpochTimer", "GradNormLogger", "build_callbacks", "build_resnet", "build_transform", "count_parameters", "latest_checkpoint", "load_system",
 ]
 __version__ = "0.1.0"

@@ -27,8 +27,11 @@ class CifarCLI(LightningCLI):
     def add_arguments_to_parser(self, parser):
         parser.set_defaults({"model.backbone": lazy_instance(CifarResNet, depth=18)})
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.monitor": "val_acc", "checkpoint.mode": "max", "checkpoint.save_last": True,
+        parser.set_defaults({"checkpoint.monitor": "val_acc", "checkpoint.mode": "max",
                              "checkpoint.filename": "best-{epoch}-{val_acc:.4f}"})
+        # last.ckpt after every epoch (with a monitor, Lightning 2.6's save_last only follows improvements)
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.set_defaults({"last_checkpoint.filename": "last", "last_checkpoint.enable_version_counter": False})
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(EpochTimer, "epoch_timer")
         parser.add_argument("--test_after_fit", type=bool, default=True, help="test the best checkpoint after fit")

@@ -1,0 +1,95 @@
+"""fit_experiment logs to its own folder, GradNormLogger measures what clipping does."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cifar_lightning import CIFAR10DataModule, CIFARSystem, GradNormLogger, build_resnet
+from cifar_lightning.errors import CifarLightningError
+from cifar_lightning.experiment import fit_experiment, read_metrics
+
+TINY = dict(max_epochs=1, limit_train_batches=3, limit_val_batches=1, enable_checkpointing=False)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)  # tiny models run faster without thread contention
+
+
+@pytest.fixture(scope="module")
+def datamodule():
+    return CIFAR10DataModule(source="synthetic", batch_size=16, num_workers=0, synthetic_size=(160, 32))
+
+
+def tiny_system():
+    return CIFARSystem(build_resnet(width=4), lr=0.5, scheduler="none")
+
+
+def test_fit_experiment_logs_metrics_in_a_fresh_folder(tmp_path, datamodule):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "stale.txt").write_text("old")
+    trainer, metrics = fit_experiment(tmp_path / "run", tiny_system, datamodule, **TINY)
+    assert not (tmp_path / "run" / "stale.txt").exists()
+    assert (tmp_path / "run" / "metrics.csv").is_file()
+    assert trainer.global_step == 3
+    assert {"train_loss", "val_acc", "val_loss"} <= set(metrics.columns)
+    assert metrics["val_acc"].notna().sum() == 1
+    assert read_metrics(tmp_path / "run").equals(metrics)
+
+
+def test_fit_experiment_seeds_the_factory(tmp_path, datamodule):
+    _, first = fit_experiment(tmp_path / "a", tiny_system, datamodule, **TINY)
+    _, second = fit_experiment(tmp_path / "b", tiny_system, datamodule, **TINY)
+    assert first["train_loss"].dropna().tolist() == pytest.approx(second["train_loss"].dropna().tolist())
+
+
+def test_read_metrics_without_a_log_is_an_error(tmp_path):
+    with pytest.raises(CifarLightningError, match="no metrics file"):
+        read_metrics(tmp_path)
+
+
+@pytest.mark.parametrize("algorithm", ["norm", "value"])
+def test_grad_norm_logger_sees_clipping(tmp_path, datamodule, algorithm):
+    limit = 0.01  # far below the gradients of a fresh network, so every step is clipped
+    _, metrics = fit_experiment(tmp_path / algorithm, tiny_system, datamodule, callbacks=[GradNormLogger()],
+                                gradient_clip_val=limit, gradient_clip_algorithm=algorithm, **TINY)
+    rows = metrics.dropna(subset=["grad_norm"])
+    assert len(rows) == 3  # one per optimizer step
+    before = rows["grad_norm"].to_numpy()
+    after = metrics["grad_norm_clipped"].dropna().to_numpy()
+    assert len(after) == 3
+    assert (before > limit).all()
+    if algorithm == "norm":
+        assert after == pytest.approx([limit] * 3, rel=1e-3)
+    else:  # every entry capped at `limit`: the norm shrinks but stays above it
+        assert (after < before).all() and (rows["grad_max_abs"].to_numpy() > limit).all()
+
+
+def test_grad_norm_logger_logs_once_per_accumulated_step(tmp_path, datamodule):
+    _, metrics = fit_experiment(tmp_path / "acc", tiny_system, datamodule, callbacks=[GradNormLogger()],
+                                accumulate_grad_batches=3, **TINY)
+    assert metrics["grad_norm"].notna().sum() == 1
+    assert metrics["grad_norm_clipped"].notna().sum() == 1
+    # without clipping the optimizer applies the gradient as it is
+    assert metrics["grad_norm_clipped"].dropna().iloc[0] == pytest.approx(metrics["grad_norm"].dropna().iloc[0])
+
+
+def test_quiet_logs_hides_info_lines_but_not_warnings():
+    import logging
+
+    from cifar_lightning.experiment import quiet_logs
+
+    quiet_logs()
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    assert not log.isEnabledFor(logging.INFO)
+    assert log.isEnabledFor(logging.WARNING)
+
+
+def test_lesson_trainer_logs_into_its_folder_and_accepts_overrides(tmp_path):
+    from cifar_lightning.experiment import lesson_trainer
+
+    trainer = lesson_trainer(tmp_path / "run", max_epochs=2, enable_model_summary=True)
+    assert Path(trainer.logger.log_dir) == tmp_path / "run"
+    assert trainer.max_epochs == 2 and trainer.log_every_n_steps == 1
+    assert trainer.num_devices == 1
