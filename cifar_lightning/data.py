@@ -119,6 +119,10 @@ class CIFAR10DataModule(L.LightningDataModule):
         train_x, train_y, test_x, test_y = self.load_arrays()
         images, labels = to_tensors(train_x, train_y)
         self.test_images, self.test_labels = to_tensors(test_x, test_y)
+        # An image folder lists the test set class by class: shuffle it once, in a fixed order, so that a partial
+        # pass (limit_test_batches, a few predictions) sees every class.
+        order = torch.randperm(len(self.test_labels), generator=torch.Generator().manual_seed(0))
+        self.test_images, self.test_labels = self.test_images[order], self.test_labels[order]
         train_idx, val_idx = split_indices(len(labels), self.hparams.val_fraction, self.seed)
         if self.hparams.subset:
             train_idx = train_idx[: self.hparams.subset]

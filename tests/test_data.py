@@ -98,3 +98,11 @@ def test_download_offline_gives_clear_error(tmp_path, monkeypatch):
     dm = CIFAR10DataModule(data_dir=str(tmp_path), source="download")
     with pytest.raises(CifarLightningError, match="could not download CIFAR-10.*source pickle"):
         dm.prepare_data()
+
+
+def test_test_set_order_mixes_classes(image_folder, tmp_path):
+    dm = CIFAR10DataModule(data_dir=str(image_folder), source="folder", cache_dir=str(tmp_path / "c"), val_fraction=0.5)
+    dm.setup()
+    first_batch = dm.test_labels[:10]
+    assert len(first_batch.unique()) > 3  # not all airplanes (the folder lists classes in order)
+    assert sorted(dm.test_labels.tolist()) == sorted(list(range(10)) * 2)
