@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Executes lessons at their real size with papermill and saves the outputs into the notebooks themselves.
+#   CIFAR_LIGHTNING_SOURCE=folder PATH_DATASETS=/path/to/cifar10-jpeg bash notebooks/run-all.sh [NN ...]
+# With no arguments it runs every lesson in order; with numbers (e.g. `01 05`) only those lessons.
+# Each lesson runs in notebooks/ with the same parameters cell CI uses, so only CIFAR_LIGHTNING_SMOKE differs.
+set -euo pipefail
+cd "$(dirname "$0")"
+unset CIFAR_LIGHTNING_SMOKE
+export WANDB_MODE=${WANDB_MODE:-offline} MPLBACKEND=agg
+if [ $# -gt 0 ]; then
+  notebooks=(); for n in "$@"; do notebooks+=("$n"-*.ipynb); done
+else
+  notebooks=([0-9][0-9]-*.ipynb)
+fi
+for nb in "${notebooks[@]}"; do
+  start=$(date +%s)
+  papermill --kernel python3 --cwd . --no-progress-bar "$nb" "$nb"
+  echo "$nb: $(( $(date +%s) - start )) s"
+done
