@@ -20,6 +20,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import pandas as pd
+import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from cifar_lightning import lesson
@@ -39,6 +40,11 @@ def quiet_logs() -> None:
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
     # in a notebook, sys.argv holds the kernel's arguments; CifarCLI(args=...) ignores them anyway
     warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter.*")
+
+
+def device_name() -> str:
+    """What a lesson's timings were measured on: the GPU's name, or ``"CPU"``."""
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
 
 
 def lesson_trainer(log_dir: str | Path, fresh: bool = True, **trainer_kwargs) -> L.Trainer:

@@ -127,3 +127,13 @@ def test_lesson_trainer_logs_into_its_folder_and_accepts_overrides(tmp_path):
     assert Path(trainer.logger.log_dir) == tmp_path / "run"
     assert trainer.max_epochs == 2 and trainer.log_every_n_steps == 1
     assert trainer.num_devices == 1
+
+
+def test_device_name_names_the_gpu_or_cpu(monkeypatch):
+    from cifar_lightning.experiment import device_name
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device_name() == "CPU"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: "NVIDIA H100")
+    assert device_name() == "NVIDIA H100"
