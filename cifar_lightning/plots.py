@@ -113,7 +113,7 @@ def plot_metric_curves(runs: Mapping[str, object], metric: str, by: str = "epoch
         series = table[metric].dropna()
         marker = "o" if by == "epoch" and len(series) < 30 else None  # dots only where there are few points
         ax.plot(series.index, series.values, marker=marker, ms=3, label=label, **line_kwargs)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps and epochs are whole numbers
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # steps and epochs are whole numbers
     ax.set_xlabel(by)
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
