@@ -1,4 +1,4 @@
-"""Small training experiments for the lessons: one Trainer per run, its metrics back as a table.
+"""Running the lessons' experiments and reading what they measured: one Trainer per run, its metrics as a table.
 
     from cifar_lightning.experiment import fit_experiment, read_metrics
     trainer, metrics = fit_experiment(lesson.run_dir("07-training-tricks") / "clip-norm",
@@ -6,7 +6,8 @@
                                       max_epochs=3, gradient_clip_val=1.0)
     read_metrics(metrics, by="epoch")        # one row per epoch (also from a Trainer or a log folder)
 
-Figures of these tables are in :mod:`cifar_lightning.plots`.
+Also here: ``quiet_logs()`` (lean notebook output), ``device_name()`` (what timings ran on) and ``profile_table``
+(a SimpleProfiler's slowest actions). Figures of these tables are in :mod:`cifar_lightning.plots`.
 """
 
 from __future__ import annotations
