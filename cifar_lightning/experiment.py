@@ -1,10 +1,13 @@
-"""Small training experiments for the lessons: one Trainer per run, its metrics back as a table.
+"""Running the lessons' experiments and reading what they measured: one Trainer per run, its metrics as a table.
 
-    from cifar_lightning.experiment import fit_experiment
+    from cifar_lightning.experiment import fit_experiment, read_metrics
     trainer, metrics = fit_experiment(lesson.run_dir("07-training-tricks") / "clip-norm",
                                       lambda: CIFARSystem(build_resnet(width=16)), datamodule,
                                       max_epochs=3, gradient_clip_val=1.0)
-    metrics.dropna(subset=["val_acc"])  # one row per epoch
+    read_metrics(metrics, by="epoch")        # one row per epoch (also from a Trainer or a log folder)
+
+Also here: ``quiet_logs()`` (lean notebook output), ``device_name()`` (what timings ran on) and ``profile_table``
+(a SimpleProfiler's slowest actions). Figures of these tables are in :mod:`cifar_lightning.plots`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pandas as pd
+import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from cifar_lightning import lesson
@@ -24,17 +29,23 @@ from cifar_lightning.errors import check
 
 
 def quiet_logs() -> None:
-    """Keep lesson outputs lean: hide Lightning's per-Trainer info lines and a known deprecation warning.
+    """Keep lesson outputs lean: hide Lightning's info lines (devices, seeds, tips) and warnings that smoke-size
+    runs always trigger (few loader workers, fewer batches than the logging interval) or that are known noise.
 
     Warnings about your setup (e.g. SWA swapping a scheduler) still show.
     """
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
-                 "lightning.pytorch.trainer.connectors.checkpoint_connector"):
+    for name in ("lightning.pytorch", "lightning.fabric"):  # their child loggers inherit the level
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
     # in a notebook, sys.argv holds the kernel's arguments; CifarCLI(args=...) ignores them anyway
     warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter.*")
+
+
+def device_name() -> str:
+    """What a lesson's timings were measured on: the GPU's name, or ``"CPU"``."""
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
 
 
 def lesson_trainer(log_dir: str | Path, fresh: bool = True, **trainer_kwargs) -> L.Trainer:
@@ -84,16 +95,37 @@ def fit_experiment(
     return trainer, read_metrics(trainer)
 
 
-def read_metrics(source: L.Trainer | str | Path) -> pd.DataFrame:
-    """The CSVLogger table of a trainer, a log folder or a ``metrics.csv``: one row per logging call.
+def read_metrics(source: L.Trainer | str | Path | pd.DataFrame, by: str | None = None) -> pd.DataFrame:
+    """The metrics a run logged with its CSVLogger, from a trainer, its log folder, a ``metrics.csv``, or a table
+    already read by this function (e.g. the one :func:`fit_experiment` returns).
 
-    Step metrics (``train_loss``, ``lr-SGD``) and epoch metrics (``val_acc``) share the table with NaN
-    where a row lacks them; ``metrics.dropna(subset=["val_acc"])`` keeps the epoch rows.
+    ``by=None``: the table as logged, one row per logging call; step metrics (``train_loss``, ``lr-SGD``) and
+    epoch metrics (``val_acc``) share it with NaN where a row lacks them.
+    ``by="epoch"`` or ``by="step"``: one row per epoch (or step), indexed by it, holding the last value each
+    column logged there; Lightning's separate train and validation rows are merged.
     """
-    if isinstance(source, L.Trainer):
-        check(source.logger is not None, "this trainer has no logger: build it with lesson_trainer()")
-        source = source.logger.log_dir
-    path = Path(source)
-    path = path / "metrics.csv" if path.is_dir() else path
-    check(path.is_file(), f"no metrics file at {path}: has the run logged anything (CSVLogger)?")
-    return pd.read_csv(path)
+    check(by in (None, "epoch", "step"), f"by must be None, 'epoch' or 'step', got {by!r}")
+    if isinstance(source, pd.DataFrame):
+        rows = source
+    else:
+        if isinstance(source, L.Trainer):
+            check(source.logger is not None, "this trainer has no logger: build it with lesson_trainer()")
+            source = source.logger.log_dir
+        path = Path(source)
+        csv = path / "metrics.csv" if path.is_dir() else path
+        check(csv.is_file(), f"no metrics.csv at {path}: pass a Trainer, its CSVLogger folder or its metrics.csv "
+                             "(has the run logged anything?)")
+        rows = pd.read_csv(csv)
+    if by is None:
+        return rows
+    check(by in rows.columns, f"these metrics have no {by!r} column")
+    merged = rows.dropna(subset=[by]).groupby(by).last()  # last non-missing value of each column
+    merged.index = merged.index.astype(int)
+    return merged.drop(columns=[c for c in ("epoch", "step") if c in merged.columns])
+
+
+def profile_table(profiler, top: int = 8) -> pd.DataFrame:
+    """Total and mean seconds of the ``top`` slowest actions a ``SimpleProfiler`` recorded."""
+    rows = [(name, float(np.sum(d)), float(np.mean(d)), len(d)) for name, d in profiler.recorded_durations.items()]
+    table = pd.DataFrame(rows, columns=["action", "total_s", "mean_s", "calls"])
+    return table.sort_values("total_s", ascending=False).head(top).reset_index(drop=True)

@@ -1,10 +1,11 @@
-"""Small plotting helpers for the lessons: image grids, metric curves from Lightning's CSVLogger, saving.
+"""The lessons' figures: image grids, metric curves of runs, confusion matrix, profiler bars, saving.
 
     from cifar_lightning import plots
     fig = plots.image_grid(images[:16], titles=[CLASSES[i] for i in labels[:16]])
-    df = plots.read_metrics(trainer.logger.log_dir)          # one row per epoch
-    fig = plots.plot_metric_curves({"lr": run_a, "lr/10": run_b}, metric="val_acc")
-    plots.save_figure(fig, "lr-vs-lr10.png")                  # -> lesson.figure_path(...)
+    ax = plots.plot_metric_curves({"lr": trainer_a, "lr/10": log_dir_b}, "val_acc", by="epoch")
+    plots.save_figure(ax.figure, "lr-vs-lr10.png")            # -> lesson.figure_path(...)
+
+The tables they draw come from :mod:`cifar_lightning.experiment` (``read_metrics``, ``profile_table``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from cifar_lightning import lesson
 from cifar_lightning.errors import check
+from cifar_lightning.experiment import read_metrics
 
 
 def to_hwc(image) -> np.ndarray:
@@ -69,59 +72,93 @@ def image_grid(
     return fig
 
 
-def metrics_csv(path: str | Path) -> Path:
-    """The ``metrics.csv`` of a CSVLogger run: ``path`` may be the file or its run folder."""
-    path = Path(path)
-    csv = path / "metrics.csv" if path.is_dir() else path
-    check(csv.is_file(), f"no metrics.csv at {path}: pass trainer.logger.log_dir of a CSVLogger run")
-    return csv
+def misclassified_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, classes: Sequence[str],
+                       n: int = 24, ncols: int = 8, probs: torch.Tensor | None = None):
+    """An :func:`image_grid` of up to ``n`` wrongly classified images titled ``true -> predicted``.
 
-
-def read_metrics(path: str | Path, by: str = "epoch") -> pd.DataFrame:
-    """A CSVLogger ``metrics.csv`` as one row per ``epoch`` (or per ``step``), keeping the last value logged.
-
-    Lightning writes train and validation metrics on separate rows; this merges them.
+    ``images``: uint8 ``[N, 3, H, W]`` (the DataModule's ``test_images``); ``labels``/``preds``: ``[N]``.
+    With ``probs`` (``[N, classes]``) the most confident mistakes come first.
     """
-    check(by in ("epoch", "step"), f"by must be 'epoch' or 'step', got {by!r}")
-    df = pd.read_csv(metrics_csv(path))
-    check(by in df.columns, f"{path} has no {by!r} column")
-    df = df.dropna(subset=[by])
-    merged = df.groupby(by).last()  # last non-missing value of each column
-    merged.index = merged.index.astype(int)
-    return merged.drop(columns=[c for c in ("epoch", "step") if c in merged.columns and c != by])
+    wrong = (preds != labels).nonzero().flatten()
+    if probs is not None and len(wrong):
+        confidence = probs[wrong, preds[wrong]]
+        wrong = wrong[confidence.argsort(descending=True)]
+    wrong = wrong[:n].tolist()
+    suptitle = f"{len(wrong)} misclassified test images (true -> predicted)"
+    if not wrong:  # a perfect score: an empty figure that says so
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.axis("off")
+        fig.suptitle(suptitle, fontsize=10)
+        return fig
+    titles = [f"{classes[int(labels[i])]}\n-> {classes[int(preds[i])]}" for i in wrong]
+    return image_grid(images[wrong], titles=titles, ncols=ncols, size=1.4, suptitle=suptitle)
 
 
-def plot_metric_curves(
-    runs: Mapping[str, str | Path],
-    metric: str = "val_acc",
-    by: str = "epoch",
-    ax=None,
-    title: str | None = None,
-):
-    """One line per run of ``metric`` against ``by``, read from each run's CSVLogger folder. Returns the figure."""
+def plot_metric_curves(runs: Mapping[str, object], metric: str, by: str = "epoch", ax=None,
+                       title: str | None = None, **line_kwargs):
+    """One line per run of ``metric`` against ``by`` (``"epoch"`` or ``"step"``); returns the axes.
+
+    ``runs``: ``{label: run}``, a run being anything :func:`~cifar_lightning.experiment.read_metrics` reads: a
+    Trainer, a CSVLogger folder, a ``metrics.csv`` or the table ``fit_experiment`` returned.
+    ``line_kwargs`` go to ``ax.plot`` (e.g. ``alpha=0.7``).
+    """
     check(len(runs) > 0, "plot_metric_curves needs at least one run")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-    else:
-        fig = ax.figure
-    for label, path in runs.items():
-        df = read_metrics(path, by=by)
-        check(metric in df.columns, f"run {label!r} logged no {metric!r}; it has {', '.join(df.columns)}")
-        series = df[metric].dropna()
-        ax.plot(series.index, series.values, marker="o" if by == "epoch" else None, ms=3, label=label)
+    check(by in ("epoch", "step"), f"by must be 'epoch' or 'step', got {by!r}")
+    own_figure = ax is None
+    if own_figure:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    for label, run in runs.items():
+        table = read_metrics(run, by=by)
+        check(metric in table.columns, f"run {label!r} logged no {metric!r}; it has {', '.join(table.columns)}")
+        series = table[metric].dropna()
+        marker = "o" if by == "epoch" and len(series) < 30 else None  # dots only where there are few points
+        ax.plot(series.index, series.values, marker=marker, ms=3, label=label, **line_kwargs)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # steps and epochs are whole numbers
     ax.set_xlabel(by)
     ax.set_ylabel(metric)
-    if by == "epoch":
-        ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if len(runs) > 1:
+        ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    if own_figure:
+        ax.figure.tight_layout()
+    return ax
 
 
-def save_figure(fig, name: str, dpi: int = 110) -> Path:
+def plot_confusion_matrix(matrix: torch.Tensor | np.ndarray, classes: Sequence[str], ax=None, normalize: bool = True):
+    """Heat map of a ``[true, predicted]`` count matrix (rows normalised to recall when ``normalize``)."""
+    m = torch.as_tensor(matrix).double().cpu().numpy()
+    if normalize:
+        m = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 5.5))
+    image = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            text = f"{m[i, j]:.2f}" if normalize else f"{int(m[i, j])}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if m[i, j] > 0.5 * m.max() else "black")
+    ax.set_title("confusion matrix" + (" (row = recall)" if normalize else ""))
+    return ax
+
+
+def plot_profile(table: pd.DataFrame, ax=None):
+    """Horizontal bars of the total seconds per action from :func:`~cifar_lightning.experiment.profile_table`."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.35 * len(table) + 1))
+    ax.barh(table["action"][::-1], table["total_s"][::-1])
+    ax.set_xlabel("total seconds")
+    ax.set_title("where the time went (SimpleProfiler)")
+    ax.tick_params(axis="y", labelsize=7)
+    return ax
+
+
+def save_figure(fig, name: str, dpi: int = 120) -> Path:
     """Save ``fig`` as ``lesson.figure_path(name)`` (figures/ for real runs, runs/figures/ in smoke mode)."""
     path = lesson.figure_path(name)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")

@@ -47,3 +47,57 @@ def image_folder(tmp_path):
 @pytest.fixture
 def pickle_dir(tmp_path):
     return write_pickle_batches(tmp_path / "pickle")
+
+
+@pytest.fixture
+def logged_rows():
+    """A metrics table as CSVLogger writes it: step rows with train_loss, epoch rows with val_acc, NaN elsewhere."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        "epoch": [0, 0, 0, 1, 1, 1],
+        "step": [0, 1, 1, 2, 3, 3],
+        "train_loss": [2.3, 2.0, np.nan, 1.8, 1.5, np.nan],
+        "val_acc": [np.nan, np.nan, 0.4, np.nan, np.nan, 0.6],
+    })
+
+
+@pytest.fixture
+def csv_run(tmp_path):
+    """``csv_run(name, epochs)`` fits a model that logs known values with a CSVLogger; returns its log folder.
+
+    It logs ``train_loss`` = the global step at every step (4 steps per epoch) and ``val_acc`` = epoch / 10.
+    """
+    import lightning as L
+    import torch
+    from lightning.pytorch.loggers import CSVLogger
+
+    class Logs(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            self.log("train_loss", float(self.global_step))
+            return (self.w * batch[0]).sum()
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val_acc", self.current_epoch / 10)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 1)), batch_size=1)
+
+        def val_dataloader(self):
+            return self.train_dataloader()
+
+    def run(name, epochs=3):
+        logger = CSVLogger(save_dir=tmp_path, name=name)
+        trainer = L.Trainer(max_epochs=epochs, logger=logger, log_every_n_steps=1, enable_progress_bar=False,
+                            enable_checkpointing=False, enable_model_summary=False, accelerator="cpu")
+        trainer.fit(Logs())
+        return logger.log_dir
+
+    return run

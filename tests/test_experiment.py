@@ -1,13 +1,14 @@
-"""fit_experiment logs to its own folder, GradNormLogger measures what clipping does."""
+"""fit_experiment logs to its own folder, read_metrics reads it back, GradNormLogger measures what clipping does."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from cifar_lightning import CIFAR10DataModule, CIFARSystem, GradNormLogger, build_resnet
 from cifar_lightning.errors import CifarLightningError
-from cifar_lightning.experiment import fit_experiment, read_metrics
+from cifar_lightning.experiment import fit_experiment, profile_table, read_metrics
 
 TINY = dict(max_epochs=1, limit_train_batches=3, limit_val_batches=1, enable_checkpointing=False)
 
@@ -36,6 +37,7 @@ def test_fit_experiment_logs_metrics_in_a_fresh_folder(tmp_path, datamodule):
     assert {"train_loss", "val_acc", "val_loss"} <= set(metrics.columns)
     assert metrics["val_acc"].notna().sum() == 1
     assert read_metrics(tmp_path / "run").equals(metrics)
+    assert read_metrics(trainer).equals(metrics)
 
 
 def test_fit_experiment_seeds_the_factory(tmp_path, datamodule):
@@ -44,9 +46,41 @@ def test_fit_experiment_seeds_the_factory(tmp_path, datamodule):
     assert first["train_loss"].dropna().tolist() == pytest.approx(second["train_loss"].dropna().tolist())
 
 
+def test_read_metrics_merges_train_and_val_rows_per_epoch(csv_run, tmp_path):
+    log_dir = csv_run("a")
+    per_epoch = read_metrics(log_dir, by="epoch")
+    assert list(per_epoch.index) == [0, 1, 2]
+    assert np.allclose(per_epoch["val_acc"], [0.0, 0.1, 0.2])
+    assert np.allclose(per_epoch["train_loss"], [3.0, 7.0, 11.0])  # the last step of each epoch (4 steps/epoch)
+    per_step = read_metrics(f"{log_dir}/metrics.csv", by="step")
+    assert per_step["train_loss"].dropna().tolist() == [float(s) for s in range(12)]
+    with pytest.raises(CifarLightningError, match="no metrics.csv"):
+        read_metrics(tmp_path / "nowhere")
+
+
+def test_read_metrics_groups_a_table_it_already_read(logged_rows):
+    per_epoch = read_metrics(logged_rows, by="epoch")
+    assert per_epoch.index.tolist() == [0, 1]
+    assert per_epoch["val_acc"].tolist() == [0.4, 0.6]
+    assert read_metrics(logged_rows) is logged_rows  # by=None: the rows as logged
+    with pytest.raises(CifarLightningError, match="by must be"):
+        read_metrics(logged_rows, by="batch")
+
+
 def test_read_metrics_without_a_log_is_an_error(tmp_path):
-    with pytest.raises(CifarLightningError, match="no metrics file"):
+    with pytest.raises(CifarLightningError, match="no metrics.csv"):
         read_metrics(tmp_path)
+
+
+def test_profile_table_sorts_by_total_time():
+    from lightning.pytorch.profilers import SimpleProfiler
+
+    profiler = SimpleProfiler()
+    profiler.recorded_durations.update({"fast": [0.1, 0.1], "slow": [1.0, 2.0], "mid": [0.5]})
+    table = profile_table(profiler, top=2)
+    assert table["action"].tolist() == ["slow", "mid"]
+    assert table["total_s"].tolist() == pytest.approx([3.0, 0.5])
+    assert table["calls"].tolist() == [2, 1]
 
 
 @pytest.mark.parametrize("algorithm", ["norm", "value"])
@@ -93,3 +127,13 @@ def test_lesson_trainer_logs_into_its_folder_and_accepts_overrides(tmp_path):
     assert Path(trainer.logger.log_dir) == tmp_path / "run"
     assert trainer.max_epochs == 2 and trainer.log_every_n_steps == 1
     assert trainer.num_devices == 1
+
+
+def test_device_name_names_the_gpu_or_cpu(monkeypatch):
+    from cifar_lightning.experiment import device_name
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device_name() == "CPU"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: "NVIDIA H100")
+    assert device_name() == "NVIDIA H100"

@@ -1,17 +1,16 @@
-"""The lessons' plotting helpers: grids of images, metric curves from a CSVLogger run, saving figures."""
+"""The lessons' figures draw what they are given: image grids, curves per run, a normalised matrix, the mistakes."""
 
 import matplotlib
 
 matplotlib.use("agg")
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch.loggers import CSVLogger
 
 from cifar_lightning import plots
 from cifar_lightning.errors import CifarLightningError
+from cifar_lightning.experiment import profile_table
 
 
 def test_to_hwc_accepts_uint8_chw_and_float_hwc():
@@ -39,58 +38,52 @@ def test_image_grid_lays_out_rows_and_titles():
         plots.image_grid(images, titles=["only one"])
 
 
-class _Logs(L.LightningModule):
-    """Logs known values: train_loss per step, val_acc per epoch (= epoch / 10)."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.zeros(1))
-
-    def training_step(self, batch, batch_idx):
-        self.log("train_loss", float(self.global_step))
-        return (self.w * batch[0]).sum()
-
-    def validation_step(self, batch, batch_idx):
-        self.log("val_acc", self.current_epoch / 10)
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.0)
-
-    def train_dataloader(self):
-        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 1)), batch_size=1)
-
-    def val_dataloader(self):
-        return self.train_dataloader()
-
-
-def _run(tmp_path, name, epochs=3):
-    logger = CSVLogger(save_dir=tmp_path, name=name)
-    trainer = L.Trainer(max_epochs=epochs, logger=logger, log_every_n_steps=1, enable_progress_bar=False,
-                        enable_checkpointing=False, enable_model_summary=False, accelerator="cpu")
-    trainer.fit(_Logs())
-    return logger.log_dir
-
-
-def test_read_metrics_merges_train_and_val_rows_per_epoch(tmp_path):
-    log_dir = _run(tmp_path, "a")
-    per_epoch = plots.read_metrics(log_dir)
-    assert list(per_epoch.index) == [0, 1, 2]
-    assert np.allclose(per_epoch["val_acc"], [0.0, 0.1, 0.2])
-    assert np.allclose(per_epoch["train_loss"], [3.0, 7.0, 11.0])  # the last step of each epoch (4 steps/epoch)
-    per_step = plots.read_metrics(f"{log_dir}/metrics.csv", by="step")
-    assert per_step["train_loss"].dropna().tolist() == [float(s) for s in range(12)]
-    with pytest.raises(CifarLightningError, match="no metrics.csv"):
-        plots.read_metrics(tmp_path / "nowhere")
-
-
-def test_plot_metric_curves_draws_one_line_per_run(tmp_path):
-    runs = {"first": _run(tmp_path, "a"), "second": _run(tmp_path, "b", epochs=2)}
-    fig = plots.plot_metric_curves(runs, metric="val_acc")
-    lines = fig.axes[0].get_lines()
+def test_plot_metric_curves_draws_one_line_per_run_from_log_folders(csv_run):
+    runs = {"first": csv_run("a"), "second": csv_run("b", epochs=2)}
+    ax = plots.plot_metric_curves(runs, "val_acc")
+    lines = ax.get_lines()
     assert [line.get_label() for line in lines] == ["first", "second"]
     assert np.allclose(lines[0].get_ydata(), [0.0, 0.1, 0.2]) and list(lines[1].get_xdata()) == [0, 1]
     with pytest.raises(CifarLightningError, match="logged no 'test_acc'"):
-        plots.plot_metric_curves(runs, metric="test_acc")
+        plots.plot_metric_curves(runs, "test_acc")
+
+
+def test_plot_metric_curves_draws_metric_tables_per_step(logged_rows):
+    runs = {"a": logged_rows, "b": logged_rows.assign(train_loss=logged_rows.train_loss * 2)}
+    ax = plots.plot_metric_curves(runs, "train_loss", by="step")
+    assert len(ax.lines) == 2
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), [4.6, 4.0, 3.6, 3.0])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+
+
+def test_confusion_matrix_rows_are_recall():
+    counts = torch.tensor([[8, 2], [0, 5]])
+    ax = plots.plot_confusion_matrix(counts, ["cat", "dog"])
+    shown = ax.images[0].get_array()
+    np.testing.assert_allclose(shown, [[0.8, 0.2], [0.0, 1.0]])
+    assert [t.get_text() for t in ax.texts] == ["0.80", "0.20", "0.00", "1.00"]
+
+
+def test_misclassified_grid_shows_only_mistakes_most_confident_first():
+    images = torch.randint(0, 255, (6, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    preds = torch.tensor([0, 2, 2, 1, 1, 0])  # wrong at 1, 3, 5
+    probs = torch.full((6, 3), 0.1)
+    probs[1, 2], probs[3, 1], probs[5, 0] = 0.5, 0.9, 0.7
+    fig = plots.misclassified_grid(images, labels, preds, ["a", "b", "c"], ncols=4, probs=probs)
+    titles = [ax.get_title() for ax in fig.axes if ax.images]
+    assert titles == ["a\n-> b", "c\n-> a", "b\n-> c"]  # indices 3, 5, 1 by confidence
+    perfect = plots.misclassified_grid(images, labels, labels, ["a", "b", "c"])
+    assert perfect._suptitle.get_text().startswith("0 misclassified") and not any(ax.images for ax in perfect.axes)
+
+
+def test_plot_profile_draws_one_bar_per_action():
+    from lightning.pytorch.profilers import SimpleProfiler
+
+    profiler = SimpleProfiler()
+    profiler.recorded_durations.update({"fast": [0.1, 0.1], "slow": [1.0, 2.0], "mid": [0.5]})
+    ax = plots.plot_profile(profile_table(profiler, top=2))
+    assert len(ax.patches) == 2
 
 
 def test_save_figure_writes_under_runs_in_smoke_mode(tmp_path, monkeypatch):
