@@ -30,34 +30,37 @@ from urllib.parse import urlsplit
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from cifar_lightning.errors import check, check_choice
+from cifar_lightning.errors import CifarLightningError, check, check_choice
 
 MODES = ("online", "offline", "disabled")
 _LEGACY_MODES = {"dryrun": "offline", "run": "online"}  # older spellings wandb still accepts
 DEFAULT_PROJECT = "cifar-lightning"
 
 
-def _key_in_netrc() -> bool:
+def _key_in_netrc(host: str) -> bool:
     """Whether ``~/.netrc`` (or ``$NETRC``) holds a login for the W&B host (what ``wandb login`` writes)."""
-    host = urlsplit(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).netloc
     try:
-        return bool(netrc.netrc(os.environ.get("NETRC")).authenticators(host))
+        return bool(netrc.netrc(os.environ.get("NETRC")).authenticators(urlsplit(host).netloc))
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
 
 
 def has_api_key() -> bool:
-    """True when a W&B API key is configured; never prompts and never touches the network."""
+    """True when a W&B API key is configured: ``$WANDB_API_KEY`` or the ``.netrc`` entry ``wandb login`` writes.
+
+    Reads only; never prompts, never contacts the server. (``wandb.login(prompt=False)`` answers too, but it
+    logs the whole process in and asks the server who we are; ``wandb.api.api_key`` is deprecated.)
+    """
     if os.environ.get("WANDB_API_KEY", "").strip():
         return True
-    import wandb
-
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
     try:
-        # wandb's own check (env, settings files, .netrc); `wandb.api.api_key` is deprecated in its favour.
-        return bool(wandb.login(prompt=False, verify=False))
-    except TypeError:  # wandb older than the `prompt` argument
-        return _key_in_netrc()
-    except Exception:  # a malformed key: treat as none, the run stays local
+        from wandb.sdk.lib.wbauth import read_netrc_auth  # wandb's own reader (also ~/_netrc, $NETRC)
+    except ImportError:  # other wandb versions keep it elsewhere
+        return _key_in_netrc(host)
+    try:
+        return bool(read_netrc_auth(host=host))
+    except Exception:  # a malformed entry: no usable key, the run stays local
         return False
 
 
@@ -129,7 +132,11 @@ class WorkshopWandbLogger(WandbLogger):
         record: bool = True,
         **kwargs: Any,
     ):
-        self.mode = resolve_mode(mode)
+        self._mode_error = None
+        try:
+            self.mode = resolve_mode(mode)
+        except CifarLightningError as err:  # raised when the run starts: config parsers would bury the message
+            self.mode, self._mode_error = "disabled", err
         save_dir = save_dir or default_save_dir()
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         # `mode` goes straight to wandb.init; Lightning's own `offline=True` would forbid log_model, but W&B keeps
@@ -142,9 +149,15 @@ class WorkshopWandbLogger(WandbLogger):
         self._record: dict[str, Any] = {"project": project, "name": name, "group": group, "tags": list(tags or []),
                                         "mode": self.mode, "config": {}, "summary": {}, "history": []}
         self._last_write = 0.0
-        if self.mode == "offline":
+        if self.mode == "offline" and not mode and not os.environ.get("WANDB_MODE"):
             rank_zero_info(f"W&B: no API key configured, logging offline under {save_dir}/wandb "
                            "(upload later with `wandb sync <run folder>`)")
+
+    @property
+    def experiment(self):
+        if self._mode_error is not None:
+            raise self._mode_error
+        return super().experiment
 
     @property
     def record_path(self) -> Path | None:
