@@ -110,7 +110,8 @@ def run_one(setting: Setting, seed: int, base_args: list[str], out: Path, projec
         args += ["--trainer.callbacks+", json.dumps({"class_path": "cifar_lightning.run_report.RunReport"})]
     cli = build_cli(args, out)
     trainer, tracker = cli.trainer, cli.trainer.logger
-    tracker.log_hyperparams({"setting": setting.name, "about": setting.about, "seed": seed, "comparison": tag})
+    # `global_seed`: the data module's own `seed` (its train/val split, fixed) would overwrite a plain `seed`
+    tracker.log_hyperparams({"setting": setting.name, "about": setting.about, "global_seed": seed, "comparison": tag})
     start = time.perf_counter()
     trainer.fit(cli.model, datamodule=cli.datamodule)
     fit_seconds = time.perf_counter() - start

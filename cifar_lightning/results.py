@@ -9,7 +9,7 @@
 A *record* is a dict ``{id, name, group, config, summary, history}``: what
 :class:`~cifar_lightning.tracking.WorkshopWandbLogger` writes to ``<save_dir>/records/<id>.json``, and what
 :func:`read_wandb` builds from a W&B run. A run's ``setting`` and ``seed`` come from its config (the comparison
-runner logs them), falling back to its W&B group and the Lightning seed.
+runner logs them; ``global_seed`` is ``seed_everything``'s), falling back to its W&B group.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _setting(record: dict) -> str:
 
 
 def _seed(record: dict):
-    seed = record.get("config", {}).get("seed")
+    seed = record.get("config", {}).get("global_seed")  # seed_everything's (the data module's `seed` is its split's)
     return int(seed) if seed not in (None, "", "None") else None
 
 

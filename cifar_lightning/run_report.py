@@ -118,7 +118,7 @@ class RunReport(Callback):
             "max_epochs": trainer.max_epochs,
             "accumulate_grad_batches": trainer.accumulate_grad_batches,
             "world_size": trainer.world_size,
-            "seed": os.environ.get("PL_GLOBAL_SEED"),
+            "global_seed": os.environ.get("PL_GLOBAL_SEED"),  # `seed` is the data module's split seed
             "parameters": sum(p.numel() for p in pl_module.parameters()),
             "device": torch.cuda.get_device_name(pl_module.device) if pl_module.device.type == "cuda" else
             pl_module.device.type,
