@@ -29,6 +29,7 @@ from cifar_lightning import results
 from cifar_lightning.cli import CifarCLI
 from cifar_lightning.data import CIFAR10DataModule
 from cifar_lightning.errors import CifarLightningError, check
+from cifar_lightning.lesson import project_root
 from cifar_lightning.system import CIFARSystem
 from cifar_lightning.tracking import DEFAULT_PROJECT
 
@@ -67,8 +68,17 @@ SMOKE_ARGS = [
     "--data.batch_size", "32", "--data.num_workers", "0", "--model.backbone.init_args.width", "8",
     "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
     "--trainer.limit_test_batches", "2", "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
-    "--trainer.enable_model_summary", "false", "--trainer.precision", "32-true",
+    "--trainer.enable_model_summary", "false", "--trainer.precision", "32-true", "--trainer.num_sanity_val_steps", "0",
 ]
+
+
+def find_config(path: str) -> str:
+    """``path`` as given, else relative to the repo root (a notebook runs in ``notebooks/``) or to the checkout
+    the package was installed from."""
+    places = [Path(path), project_root() / path, Path(__file__).resolve().parents[1] / path]
+    found = next((p for p in places if p.exists()), None)
+    check(found is not None, f"config {path} not found (looked in {Path.cwd()}, {project_root()})")
+    return str(found)
 
 
 def build_cli(args: list[str], out: Path) -> CifarCLI:
@@ -142,6 +152,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--project", default=DEFAULT_PROJECT, help="W&B project")
     parser.add_argument("--tag", default=None, help="W&B tag of this comparison (default comparison-<time>)")
     parser.add_argument("--lr-find-steps", type=int, default=100, help="steps of the LR finder")
+    parser.add_argument("--note", default="", help='stored in the summary, e.g. "JPEG copy of CIFAR-10"')
     parser.add_argument("--log-model", action="store_true", help="upload each run's best checkpoint as an artifact")
     parser.add_argument("--no-media", action="store_true", help="skip sample grids, confusion matrices, mistakes")
     parser.add_argument("--smoke", action="store_true", help="tiny CPU run: synthetic data, width 8, a few batches")
@@ -152,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the comparison; returns ``{"runs": DataFrame, "curves": DataFrame, "summary": DataFrame, "meta": dict}``."""
     opts, extra = parse(argv)
     check(opts.seeds >= 1 and opts.baseline_seeds >= 1, "--seeds and --baseline-seeds must be at least 1")
-    configs = opts.config or ["configs/quick.yaml" if opts.smoke else "configs/full.yaml"]
+    configs = [find_config(c) for c in opts.config or ["configs/quick.yaml" if opts.smoke else "configs/full.yaml"]]
     base_args = [arg for config in configs for arg in ("--config", config)]
     if opts.smoke:
         base_args += SMOKE_ARGS
@@ -167,7 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = opts.tag or time.strftime("comparison-%Y%m%d-%H%M%S")
-    meta = {"tag": tag, "configs": configs, "extra_args": extra, "smoke": opts.smoke, "epochs": opts.epochs,
+    meta = {"tag": tag, "note": opts.note, "configs": configs, "extra_args": extra, "smoke": opts.smoke,
+            "epochs": opts.epochs,
             **results.environment_meta(), "settings": {s.name: s.about for s in settings}}
 
     start = time.perf_counter()
@@ -188,6 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
             records.append(run_one(setting, seed, base_args, out, opts.project, tag, lr, opts.log_model,
                                    media=not opts.no_media))
             meta["total_seconds"] = round(time.perf_counter() - start, 1)
+            meta.setdefault("data", {k: records[0]["config"].get(k) for k in ("source", "data_dir", "subset")})
             if opts.summary:  # after every run, so a cut-off comparison still leaves its finished runs
                 results.save_compact(results.runs_table(records), results.curves_table(records), opts.summary, meta)
 

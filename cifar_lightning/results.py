@@ -135,6 +135,22 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
+def versus_baseline(summary: pd.DataFrame, baseline: str = "baseline") -> pd.DataFrame:
+    """Each setting's test accuracy minus the baseline's (percentage points), and whether the difference is
+    larger than the baseline's own seed-to-seed noise (two standard deviations): a smaller one proves nothing."""
+    check(baseline in set(summary["setting"]), f"no {baseline!r} setting among {', '.join(summary['setting'])}")
+    base = summary.set_index("setting").loc[baseline]
+    delta = 100 * (summary["test_acc_mean"] - base["test_acc_mean"])
+    noise = 200 * base["test_acc_std"] if pd.notna(base["test_acc_std"]) else np.nan
+    return pd.DataFrame({
+        "setting": summary["setting"],
+        "Δ test acc (points)": delta.round(2),
+        "baseline noise ±": round(noise, 2) if pd.notna(noise) else np.nan,
+        "beyond noise": [bool(pd.notna(noise) and abs(d) > noise) for d in delta],
+        "time vs baseline": (summary["fit_seconds_mean"] / base["fit_seconds_mean"]).round(2),
+    })
+
+
 def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary as strings for showing: ``93.12 ± 0.15`` (percent), seconds, images/s."""
 
@@ -152,6 +168,22 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
         "images/s": [("–" if pd.isna(v) else f"{v:,.0f}") for v in summary["images_per_sec_mean"]],
         "lr": [("–" if pd.isna(v) else f"{v:.3g}") for v in summary["lr"]],
     })
+
+
+def load_comparison(folder: str | Path, committed: str | Path | None = None, project: str = DEFAULT_PROJECT,
+                    entity: str | None = None, tag: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """``(runs, curves, where)`` of a comparison: from W&B when online; otherwise the local run records under
+    ``folder``; when there are none, the compact copy committed under ``committed``."""
+    if resolve_mode() == "online":
+        records, where = read_wandb(project, entity, tag), f"W&B project {project}" + (f", tag {tag}" if tag else "")
+    else:
+        records = load_records(folder, source="local", tag=tag)
+        where = f"local run records under {folder}"
+    if not records and committed is not None and (Path(committed) / RUNS_CSV).exists():
+        runs, curves, meta = load_compact(committed)
+        about = ", ".join(str(x) for x in (meta.get("device"), meta.get("note")) if x)
+        return runs, curves, f"the committed summary {committed}" + (f" ({about})" if about else "")
+    return runs_table(records), curves_table(records), where
 
 
 # --- the compact, committable copy -------------------------------------------------------------------------
