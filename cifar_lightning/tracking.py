@@ -23,6 +23,7 @@ import json
 import netrc
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -35,6 +36,7 @@ from cifar_lightning.errors import CifarLightningError, check, check_choice
 MODES = ("online", "offline", "disabled")
 _LEGACY_MODES = {"dryrun": "offline", "run": "online"}  # older spellings wandb still accepts
 DEFAULT_PROJECT = "cifar-lightning"
+_OPEN: weakref.WeakSet = weakref.WeakSet()  # loggers whose W&B run is open (lesson_logger closes them)
 
 
 def _key_in_netrc(host: str) -> bool:
@@ -157,6 +159,8 @@ class WorkshopWandbLogger(WandbLogger):
     def experiment(self):
         if self._mode_error is not None:
             raise self._mode_error
+        if self._experiment is None:
+            _OPEN.add(self)
         return super().experiment
 
     @property
@@ -213,6 +217,7 @@ class WorkshopWandbLogger(WandbLogger):
         if self._experiment is not None:
             self.write_record()
             self._experiment.finish()
+        _OPEN.discard(self)
 
 
 def _is_number(value) -> bool:
@@ -221,3 +226,22 @@ def _is_number(value) -> bool:
 
 def _as_dict(params) -> dict:
     return dict(vars(params)) if hasattr(params, "__dict__") and not isinstance(params, dict) else dict(params)
+
+
+def lesson_logger(lesson: str, name: str | None = None, **kwargs: Any) -> WorkshopWandbLogger:
+    """The logger a notebook gives its Trainer: W&B group ``lesson``, files under ``runs/<lesson>/``.
+
+    Closes a W&B run an earlier cell left open, so that every call starts a run of its own (Lightning's
+    WandbLogger would otherwise keep logging into the open one).
+
+        trainer = L.Trainer(logger=tracking.lesson_logger("05-tricks", name="label-smoothing"), ...)
+    """
+    import wandb
+
+    from cifar_lightning.lesson import run_dir
+
+    for logger in list(_OPEN):
+        logger.finish()
+    if wandb.run is not None:  # one opened by hand
+        wandb.finish()
+    return WorkshopWandbLogger(group=lesson, name=name, save_dir=str(run_dir(lesson)), **kwargs)

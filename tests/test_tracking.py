@@ -139,3 +139,18 @@ def test_cli_online_without_key_fails_with_a_hint_instead_of_prompting(keyless):
     done = _cli(keyless, {"WANDB_MODE": "online"})
     assert done.returncode == 2
     assert "error: W&B mode is online but no API key is configured" in done.stderr
+
+
+def test_lesson_logger_starts_a_run_of_its_own_under_runs(keyless, monkeypatch):
+    from cifar_lightning.tracking import lesson_logger
+
+    monkeypatch.chdir(keyless)  # not inside a repo: lesson.run_dir() is <cwd>/runs/<lesson>
+    first = lesson_logger("lesson-x", name="a")
+    first.log_metrics({"val_acc": 0.5}, step=0)  # a cell that never closed its run
+    second = lesson_logger("lesson-x", name="b")
+    second.log_metrics({"val_acc": 0.7}, step=0)
+    second.finish()
+    assert second.version != first.version
+    records = load_records(keyless / "runs" / "lesson-x")
+    assert [(r["name"], r["group"], r["summary"]["val_acc"]) for r in records] == [("a", "lesson-x", 0.5),
+                                                                                   ("b", "lesson-x", 0.7)]
