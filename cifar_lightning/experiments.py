@@ -101,9 +101,12 @@ def suggest_lr(base_args: list[str], out: Path, num_training: int, stop_on_diver
                                         early_stop_threshold=4.0 if stop_on_divergence else None)
     suggestion = finder.suggestion() if finder else None
     check(suggestion is not None, "the LR finder found no suggestion: give it more steps (--lr-find-steps)")
+    import matplotlib.pyplot as plt
+
     plot = out / "lr_finder.png"
     fig = finder.plot(suggest=True)
     fig.savefig(plot, dpi=120)
+    plt.close(fig)  # saved, not shown
     return float(suggestion), plot
 
 
@@ -121,14 +124,17 @@ def run_one(setting: Setting, seed: int, base_args: list[str], out: Path, projec
     cli = build_cli(args, out)
     trainer, tracker = cli.trainer, cli.trainer.logger
     # `global_seed`: the data module's own `seed` (its train/val split, fixed) would overwrite a plain `seed`
-    tracker.log_hyperparams({"setting": setting.name, "about": setting.about, "global_seed": seed, "comparison": tag})
-    start = time.perf_counter()
-    trainer.fit(cli.model, datamodule=cli.datamodule)
-    fit_seconds = time.perf_counter() - start
-    ckpt = setting.test_ckpt if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
-    trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
-    tracker.log_metrics({"fit_seconds": fit_seconds})
-    tracker.finish()
+    tracker.log_hyperparams({"setting": setting.name, "about": setting.about, "global_seed": seed, "comparison": tag,
+                             "test_weights": "best checkpoint" if setting.test_ckpt else "final weights"})
+    try:
+        start = time.perf_counter()
+        trainer.fit(cli.model, datamodule=cli.datamodule)
+        fit_seconds = time.perf_counter() - start
+        best = trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path
+        trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=setting.test_ckpt if best else None)
+        tracker.log_metrics({"fit_seconds": fit_seconds})
+    finally:
+        tracker.finish()  # also after a failure: the next run must not continue this W&B run
     record = json.loads(tracker.record_path.read_text())
     del cli, trainer
     gc.collect()

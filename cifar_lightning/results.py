@@ -32,10 +32,10 @@ RUNS_CSV, CURVES_CSV, META_JSON = "comparison-runs.csv", "comparison-curves.csv"
 
 # --- reading ---------------------------------------------------------------------------------------------
 def read_records(folder: str | Path) -> list[dict]:
-    """Every run record under ``folder`` (any depth), oldest first."""
+    """Every run record under ``folder`` (any depth), in the order the runs started."""
     paths = sorted(Path(folder).rglob("records/*.json"))
     records = [json.loads(p.read_text()) for p in paths]
-    return sorted(records, key=lambda r: r.get("written", ""))
+    return sorted(records, key=lambda r: r.get("created") or r.get("written", ""))
 
 
 def read_wandb(project: str = DEFAULT_PROJECT, entity: str | None = None, tag: str | None = None,

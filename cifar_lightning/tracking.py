@@ -24,6 +24,7 @@ import netrc
 import os
 import time
 import weakref
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -201,9 +202,10 @@ class WorkshopWandbLogger(WandbLogger):
         """Write the run record now (also done on ``finalize`` and every 10 s while training)."""
         if not self._keep_record or self._experiment is None:
             return None
-        run = self._experiment
+        run, now = self._experiment, datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        self._record.setdefault("created", now)  # results list runs in this order
         self._record.update(id=run.id, name=run.name, wandb_dir=None if self.mode == "disabled" else
-                            str(Path(run.dir).parent), written=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                            str(Path(run.dir).parent), written=now)
         path = self.record_path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

@@ -18,7 +18,8 @@ _clock = itertools.count()
 def record(setting: str, seed: int, val: list[float], test_acc: float, seconds: float, speed=(100.0, 300.0, 500.0)):
     history = [{"step": 10 * e, "epoch": e, "val_acc": v, "val_loss": 1.0} for e, v in enumerate(val)]
     history += [{"step": 10 * e + 9, "epoch": e, "images_per_sec": s} for e, s in enumerate(speed)]
-    return {"id": f"{setting}{seed}", "name": f"{setting}-seed{seed}", "group": setting, "written": f"2026-11-26T08:00:{next(_clock):02d}",
+    return {"id": f"{setting}{seed}", "name": f"{setting}-seed{seed}", "group": setting,
+            "created": f"2026-11-26T08:00:{next(_clock):02d}",
             "config": {"setting": setting, "global_seed": seed, "seed": 42, "lr": 0.1, "optimizer": "sgd"},
             "summary": {"test_acc": test_acc, "fit_seconds": seconds}, "history": history}
 
