@@ -197,18 +197,20 @@ def main(argv: list[str] | None = None) -> dict:
         meta.update(lr_finder_suggestion=suggested, lr_finder_plot=str(plot))
         print(f"LR finder suggests lr={suggested:.3g}")
 
-    records = []
-    for setting in settings:
-        seeds = opts.baseline_seeds if setting.name == "baseline" else opts.seeds
-        for seed in range(seeds):
-            lr = suggested * setting.lr_factor if setting.lr_factor else None
-            print(f"=== {setting.name} (seed {seed}): {setting.about}", flush=True)
-            records.append(run_one(setting, seed, base_args, out, opts.project, tag, lr, opts.log_model,
-                                   media=not opts.no_media))
-            meta["total_seconds"] = round(time.perf_counter() - start, 1)
-            meta.setdefault("data", {k: records[0]["config"].get(k) for k in ("source", "data_dir", "subset")})
-            if opts.summary:  # after every run, so a cut-off comparison still leaves its finished runs
-                results.save_compact(results.runs_table(records), results.curves_table(records), opts.summary, meta)
+    plan = [(setting, seed) for setting in settings
+            for seed in range(opts.baseline_seeds if setting.name == "baseline" else opts.seeds)]
+    records, runs_start = [], time.perf_counter()
+    for i, (setting, seed) in enumerate(plan):
+        lr = suggested * setting.lr_factor if setting.lr_factor else None
+        print(f"=== run {i + 1}/{len(plan)}: {setting.name} (seed {seed}): {setting.about}", flush=True)
+        records.append(run_one(setting, seed, base_args, out, opts.project, tag, lr, opts.log_model,
+                               media=not opts.no_media))
+        meta["total_seconds"] = round(time.perf_counter() - start, 1)
+        meta.setdefault("data", {k: records[0]["config"].get(k) for k in ("source", "data_dir", "subset")})
+        if opts.summary:  # after every run, so a cut-off comparison still leaves its finished runs
+            results.save_compact(results.runs_table(records), results.curves_table(records), opts.summary, meta)
+        per_run = (time.perf_counter() - runs_start) / (i + 1)
+        print(f"=== {meta['total_seconds']:.0f} s so far, about {per_run * (len(plan) - i - 1):.0f} s to go", flush=True)
 
     runs, curves = results.runs_table(records), results.curves_table(records)
     summary = results.summarize(runs)
