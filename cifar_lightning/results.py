@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from cifar_lightning.errors import check
 from cifar_lightning.tracking import DEFAULT_PROJECT, resolve_mode
@@ -224,6 +225,7 @@ def plot_curves(curves: pd.DataFrame, title: str = "validation accuracy per sett
             ax.fill_between(epochs, 100 * by_epoch.min().to_numpy(), 100 * by_epoch.max().to_numpy(),
                             color=line.get_color(), alpha=0.15)
     ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title="setting (runs)", title_fontsize=8, loc="lower right")
     return fig
