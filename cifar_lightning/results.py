@@ -175,9 +175,13 @@ def load_comparison(folder: str | Path, committed: str | Path | None = None, pro
                     entity: str | None = None, tag: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """``(runs, curves, where)`` of a comparison: from W&B when online; otherwise the local run records under
     ``folder``; when there are none, the compact copy committed under ``committed``."""
+    records = None
     if resolve_mode() == "online":
-        records, where = read_wandb(project, entity, tag), f"W&B project {project}" + (f", tag {tag}" if tag else "")
-    else:
+        try:
+            records, where = read_wandb(project, entity, tag), f"W&B project {project}" + (f", tag {tag}" if tag else "")
+        except Exception as err:  # no network, wrong entity...: the local records still answer
+            print(f"W&B not reachable ({type(err).__name__}: {str(err)[:120]}); reading the local run records")
+    if records is None:
         records = load_records(folder, source="local", tag=tag)
         where = f"local run records under {folder}"
     if not records and committed is not None and (Path(committed) / RUNS_CSV).exists():

@@ -145,3 +145,24 @@ def test_comparison_runner_smoke_offline(tmp_path, monkeypatch):
 def test_comparison_runner_rejects_unknown_settings():
     with pytest.raises(CifarLightningError, match="unknown setting"):
         experiments.main(["--smoke", "--settings", "baseline,warp_drive"])
+
+
+def test_load_comparison_falls_back_to_local_records_then_to_the_committed_copy(tmp_path, monkeypatch):
+    import wandb
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(wandb, "Api", unreachable)
+    (tmp_path / "runs" / "records").mkdir(parents=True)
+    (tmp_path / "runs" / "records" / "a.json").write_text(json.dumps(RECORDS[0]))
+    runs, curves, where = results.load_comparison(tmp_path / "runs", tmp_path / "committed")
+    assert where.startswith("local run records") and runs["id"].tolist() == ["baseline0"] and len(curves) == 3
+
+    results.save_compact(results.runs_table(RECORDS), results.curves_table(RECORDS), tmp_path / "committed",
+                         meta={"device": "NVIDIA H100", "note": "JPEG copy of CIFAR-10"})
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    runs, _, where = results.load_comparison(tmp_path / "nothing-here", tmp_path / "committed")
+    assert len(runs) == 3 and "NVIDIA H100, JPEG copy of CIFAR-10" in where
