@@ -1,0 +1,267 @@
+"""Read training runs back and compare them: no number copied by hand.
+
+    from cifar_lightning import results
+    records = results.load_records(folder="runs/comparison")   # W&B when online, local run records otherwise
+    runs = results.runs_table(records)          # one row per run: setting, seed, test_acc, fit_seconds, ...
+    curves = results.curves_table(records)      # one row per run and epoch: val_acc
+    summary = results.summarize(runs)           # one row per setting: test accuracy mean ± std over seeds, time
+
+A *record* is a dict ``{id, name, group, config, summary, history}``: what
+:class:`~cifar_lightning.tracking.WorkshopWandbLogger` writes to ``<save_dir>/records/<id>.json``, and what
+:func:`read_wandb` builds from a W&B run. A run's ``setting`` and ``seed`` come from its config (the comparison
+runner logs them; ``global_seed`` is ``seed_everything``'s), falling back to its W&B group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from cifar_lightning.errors import check
+from cifar_lightning.tracking import DEFAULT_PROJECT, resolve_mode
+
+RUNS_CSV, CURVES_CSV, META_JSON = "comparison-runs.csv", "comparison-curves.csv", "comparison-meta.json"
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+def read_records(folder: str | Path) -> list[dict]:
+    """Every run record under ``folder`` (any depth), in the order the runs started."""
+    paths = sorted(Path(folder).rglob("records/*.json"))
+    records = [json.loads(p.read_text()) for p in paths]
+    return sorted(records, key=lambda r: r.get("created") or r.get("written", ""))
+
+
+def read_wandb(project: str = DEFAULT_PROJECT, entity: str | None = None, tag: str | None = None,
+               api: Any = None) -> list[dict]:
+    """The runs of a W&B project (only those tagged ``tag`` if given) as records, oldest first."""
+    if api is None:
+        import wandb
+
+        api = wandb.Api(timeout=30)
+    path = f"{entity}/{project}" if entity else project
+    filters = {"tags": {"$in": [tag]}} if tag else None
+    records = []
+    for run in api.runs(path, filters=filters, order="+created_at"):
+        records.append({
+            "id": run.id, "name": run.name, "group": getattr(run, "group", None),
+            "config": dict(run.config),
+            "summary": dict(getattr(run, "summary_metrics", None) or run.summary),
+            # every logged validation epoch (history() would sample; scan_history returns all rows)
+            "history": list(run.scan_history(keys=["epoch", "val_acc"])),
+        })
+    return records
+
+
+def load_records(folder: str | Path | None = None, source: str = "auto", project: str = DEFAULT_PROJECT,
+                 entity: str | None = None, tag: str | None = None) -> list[dict]:
+    """Runs from W&B (``source="wandb"``), the local records under ``folder`` (``"local"``), or ``"auto"``:
+    W&B when the W&B mode resolves to online (an API key and no ``WANDB_MODE=offline``), else local."""
+    check(source in ("auto", "wandb", "local"), f"unknown source {source!r}: choose auto, wandb or local")
+    if source == "auto":
+        source = "wandb" if resolve_mode() == "online" else "local"
+    if source == "wandb":
+        return read_wandb(project, entity, tag)
+    check(folder is not None, "load_records(source='local') needs the folder that holds the runs")
+    records = read_records(folder)
+    if tag:
+        records = [r for r in records if tag in r.get("tags", []) or r.get("config", {}).get("comparison") == tag]
+    return records
+
+
+# --- tables ----------------------------------------------------------------------------------------------
+def _setting(record: dict) -> str:
+    return str(record.get("config", {}).get("setting") or record.get("group") or record.get("name") or "run")
+
+
+def _seed(record: dict):
+    seed = record.get("config", {}).get("global_seed")  # seed_everything's (the data module's `seed` is its split's)
+    return int(seed) if seed not in (None, "", "None") else None
+
+
+def _val_rows(record: dict) -> list[dict]:
+    return [row for row in record.get("history", []) if row.get("val_acc") is not None and row.get("epoch") is not None]
+
+
+def runs_table(records: list[dict]) -> pd.DataFrame:
+    """One row per run: id, setting, seed, test_acc, best/final val_acc, fit_seconds, images_per_sec, epochs, lr,
+    optimizer (NaN where a run did not log it)."""
+    rows = []
+    for r in records:
+        config, summary, val = r.get("config", {}), r.get("summary", {}), _val_rows(r)
+        speed = [row["images_per_sec"] for row in r.get("history", []) if row.get("images_per_sec") is not None]
+        rows.append({
+            "id": r.get("id"), "name": r.get("name"), "setting": _setting(r), "seed": _seed(r),
+            "test_acc": summary.get("test_acc", np.nan),
+            "best_val_acc": max((row["val_acc"] for row in val), default=np.nan),
+            "final_val_acc": val[-1]["val_acc"] if val else np.nan,
+            "fit_seconds": summary.get("fit_seconds", np.nan),
+            # the first epoch includes start-up (workers, cuDNN autotuning): leave it out when there are more
+            "images_per_sec": float(np.mean(speed[1:] if len(speed) > 1 else speed)) if speed else np.nan,
+            "epochs": len(val), "lr": config.get("lr", np.nan), "optimizer": config.get("optimizer"),
+        })
+    return pd.DataFrame(rows, columns=["id", "name", "setting", "seed", "test_acc", "best_val_acc", "final_val_acc",
+                                       "fit_seconds", "images_per_sec", "epochs", "lr", "optimizer"])
+
+
+def curves_table(records: list[dict]) -> pd.DataFrame:
+    """One row per run and validation epoch: id, setting, seed, epoch, val_acc (the last value of each epoch)."""
+    rows = [{"id": r.get("id"), "setting": _setting(r), "seed": _seed(r), "epoch": int(row["epoch"]),
+             "val_acc": float(row["val_acc"])} for r in records for row in _val_rows(r)]
+    curves = pd.DataFrame(rows, columns=["id", "setting", "seed", "epoch", "val_acc"])
+    return curves.drop_duplicates(["id", "epoch"], keep="last").reset_index(drop=True)
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting (in the order the settings first appear): how many seeds, test accuracy mean and
+    standard deviation over seeds (NaN for one seed), best validation accuracy, fit time and throughput."""
+    check(len(runs) > 0, "no runs to summarize: run `python -m cifar_lightning.experiments` first (see docs/wandb.md)")
+    grouped = runs.groupby("setting", sort=False)
+    summary = pd.DataFrame({
+        "runs": grouped.size(),
+        "test_acc_mean": grouped["test_acc"].mean(),
+        "test_acc_std": grouped["test_acc"].std(ddof=1),
+        "best_val_acc_mean": grouped["best_val_acc"].mean(),
+        "fit_seconds_mean": grouped["fit_seconds"].mean(),
+        "images_per_sec_mean": grouped["images_per_sec"].mean(),
+        "lr": grouped["lr"].first(),
+    })
+    return summary.reset_index()
+
+
+def versus_baseline(summary: pd.DataFrame, baseline: str = "baseline") -> pd.DataFrame:
+    """Each setting's test accuracy minus the baseline's (percentage points), and whether the difference is
+    larger than the baseline's own seed-to-seed noise (two standard deviations): a smaller one proves nothing."""
+    check(baseline in set(summary["setting"]), f"no {baseline!r} setting among {', '.join(summary['setting'])}")
+    base = summary.set_index("setting").loc[baseline]
+    delta = 100 * (summary["test_acc_mean"] - base["test_acc_mean"])
+    noise = 200 * base["test_acc_std"] if pd.notna(base["test_acc_std"]) else np.nan
+    return pd.DataFrame({
+        "setting": summary["setting"],
+        "Δ test acc (points)": delta.round(2),
+        "baseline noise ±": round(noise, 2) if pd.notna(noise) else np.nan,
+        "beyond noise": [bool(pd.notna(noise) and abs(d) > noise) for d in delta],
+        "time vs baseline": (summary["fit_seconds_mean"] / base["fit_seconds_mean"]).round(2),
+    })
+
+
+def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as strings for showing: ``93.12 ± 0.15`` (percent), seconds, images/s."""
+
+    def pct(mean, std):
+        if pd.isna(mean):
+            return "–"
+        return f"{100 * mean:.2f}" + ("" if pd.isna(std) else f" ± {100 * std:.2f}")
+
+    return pd.DataFrame({
+        "setting": summary["setting"],
+        "runs": summary["runs"],
+        "test acc %": [pct(m, s) for m, s in zip(summary["test_acc_mean"], summary["test_acc_std"], strict=True)],
+        "best val acc %": [pct(m, np.nan) for m in summary["best_val_acc_mean"]],
+        "fit time s": [("–" if pd.isna(t) else f"{t:.1f}") for t in summary["fit_seconds_mean"]],
+        "images/s": [("–" if pd.isna(v) else f"{v:,.0f}") for v in summary["images_per_sec_mean"]],
+        "lr": [("–" if pd.isna(v) else f"{v:.3g}") for v in summary["lr"]],
+    })
+
+
+def load_comparison(folder: str | Path, committed: str | Path | None = None, project: str = DEFAULT_PROJECT,
+                    entity: str | None = None, tag: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """``(runs, curves, where)`` of a comparison: from W&B when online; otherwise the local run records under
+    ``folder``; when there are none, the compact copy committed under ``committed``."""
+    records = None
+    if resolve_mode() == "online":
+        try:
+            records, where = read_wandb(project, entity, tag), f"W&B project {project}" + (f", tag {tag}" if tag else "")
+        except Exception as err:  # no network, wrong entity...: the local records still answer
+            print(f"W&B not reachable ({type(err).__name__}: {str(err)[:120]}); reading the local run records")
+    if records is None:
+        records = load_records(folder, source="local", tag=tag)
+        where = f"local run records under {folder}"
+    if not records and committed is not None and (Path(committed) / RUNS_CSV).exists():
+        runs, curves, meta = load_compact(committed)
+        about = ", ".join(str(x) for x in (meta.get("device"), meta.get("note")) if x)
+        return runs, curves, f"the committed summary {committed}" + (f" ({about})" if about else "")
+    return runs_table(records), curves_table(records), where
+
+
+# --- the compact, committable copy -------------------------------------------------------------------------
+def save_compact(runs: pd.DataFrame, curves: pd.DataFrame, folder: str | Path, meta: dict | None = None) -> Path:
+    """Write ``comparison-runs.csv``, ``comparison-curves.csv`` (and ``comparison-meta.json``): a few kB that can
+    be committed, so the results notebook shows real numbers without the raw runs."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    runs.to_csv(folder / RUNS_CSV, index=False, float_format="%.6g")
+    curves.to_csv(folder / CURVES_CSV, index=False, float_format="%.6g")
+    if meta is not None:
+        (folder / META_JSON).write_text(json.dumps(meta, indent=1) + "\n")
+    return folder
+
+
+def load_compact(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """``(runs, curves, meta)`` as :func:`save_compact` wrote them."""
+    folder = Path(folder)
+    check((folder / RUNS_CSV).exists(), f"no {RUNS_CSV} in {folder}: run `python -m cifar_lightning.experiments`")
+    meta_path = folder / META_JSON
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return pd.read_csv(folder / RUNS_CSV), pd.read_csv(folder / CURVES_CSV), meta
+
+
+# --- figures ---------------------------------------------------------------------------------------------
+def plot_curves(curves: pd.DataFrame, title: str = "validation accuracy per setting") -> Figure:
+    """Mean validation-accuracy curve of each setting over its seeds, shaded from the lowest to the highest seed."""
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for setting, runs in curves.groupby("setting", sort=False):
+        by_epoch = runs.groupby("epoch")["val_acc"]
+        epochs = np.asarray(by_epoch.mean().index) + 1
+        line, = ax.plot(epochs, 100 * by_epoch.mean().to_numpy(), marker="o", markersize=3,
+                        label=f"{setting} ({runs['id'].nunique()})",
+                        linewidth=2.5 if setting == "baseline" else 1.4)
+        if runs["id"].nunique() > 1:
+            ax.fill_between(epochs, 100 * by_epoch.min().to_numpy(), 100 * by_epoch.max().to_numpy(),
+                            color=line.get_color(), alpha=0.15)
+    ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title="setting (runs)", title_fontsize=8, loc="lower right")
+    return fig
+
+
+def plot_summary_table(summary: pd.DataFrame, title: str = "") -> Figure:
+    """The formatted summary as a table figure, the baseline's row highlighted."""
+    table = format_summary(summary)
+    fig = Figure(figsize=(9, 0.45 * (len(table) + 2)), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.axis("off")
+    cells = ax.table(cellText=table.to_numpy(), colLabels=list(table.columns), loc="center", cellLoc="center")
+    cells.auto_set_font_size(False)
+    cells.set_fontsize(9)
+    cells.scale(1, 1.3)
+    for (row, _), cell in cells.get_celld().items():
+        if row == 0:
+            cell.set_text_props(weight="bold")
+        elif table["setting"].iloc[row - 1] == "baseline":
+            cell.set_facecolor("#e8f0fe")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
+def environment_meta() -> dict:
+    """Versions and device for a benchmark's meta file."""
+    import lightning
+    import torch
+    import wandb
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    return {"device": device, "torch": torch.__version__, "lightning": lightning.__version__,
+            "wandb": wandb.__version__}

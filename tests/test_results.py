@@ -1,0 +1,168 @@
+"""Reading runs back: from local records or the W&B API, into tables, a mean ± std summary and figures."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from cifar_lightning import experiments, results
+from cifar_lightning.errors import CifarLightningError
+
+_clock = itertools.count()
+
+
+def record(setting: str, seed: int, val: list[float], test_acc: float, seconds: float, speed=(100.0, 300.0, 500.0)):
+    history = [{"step": 10 * e, "epoch": e, "val_acc": v, "val_loss": 1.0} for e, v in enumerate(val)]
+    history += [{"step": 10 * e + 9, "epoch": e, "images_per_sec": s} for e, s in enumerate(speed)]
+    return {"id": f"{setting}{seed}", "name": f"{setting}-seed{seed}", "group": setting,
+            "created": f"2026-11-26T08:00:{next(_clock):02d}",
+            "config": {"setting": setting, "global_seed": seed, "seed": 42, "lr": 0.1, "optimizer": "sgd"},
+            "summary": {"test_acc": test_acc, "fit_seconds": seconds}, "history": history}
+
+
+RECORDS = [record("baseline", 0, [0.5, 0.7, 0.8], 0.80, 10.0), record("baseline", 1, [0.4, 0.6, 0.9], 0.90, 12.0),
+           record("adam", 0, [0.3, 0.5, 0.6], 0.60, 11.0)]
+
+
+def test_tables_and_summary_from_records():
+    runs = results.runs_table(RECORDS)
+    assert runs["setting"].tolist() == ["baseline", "baseline", "adam"]
+    assert runs["best_val_acc"].tolist() == [0.8, 0.9, 0.6]
+    assert runs["images_per_sec"].tolist() == [400.0] * 3  # the start-up epoch is left out
+    curves = results.curves_table(RECORDS)
+    assert len(curves) == 9 and curves.groupby("id")["epoch"].max().eq(2).all()
+
+    summary = results.summarize(runs).set_index("setting")
+    assert summary.index.tolist() == ["baseline", "adam"]  # first-appearance order, baseline on top
+    assert summary.loc["baseline", "runs"] == 2
+    assert summary.loc["baseline", "test_acc_mean"] == pytest.approx(0.85)
+    assert summary.loc["baseline", "test_acc_std"] == pytest.approx(math.sqrt(0.005))  # sample std of 0.8, 0.9
+    assert math.isnan(summary.loc["adam", "test_acc_std"])  # one seed: no spread to report
+    assert summary.loc["baseline", "fit_seconds_mean"] == 11.0
+
+    shown = results.format_summary(summary.reset_index())
+    assert shown["test acc %"].tolist() == ["85.00 ± 7.07", "60.00"]
+
+
+def test_summary_of_nothing_says_what_to_run():
+    with pytest.raises(CifarLightningError, match="cifar_lightning.experiments"):
+        results.summarize(results.runs_table([]))
+
+
+def test_local_records_are_found_at_any_depth_and_filtered_by_tag(tmp_path):
+    for i, r in enumerate(RECORDS):
+        folder = tmp_path / f"part{i % 2}" / "records"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{r['id']}.json").write_text(json.dumps({**r, "tags": ["A" if i < 2 else "B"]}))
+    assert [r["id"] for r in results.load_records(tmp_path, source="local")] == ["baseline0", "baseline1", "adam0"]
+    assert {r["id"] for r in results.load_records(tmp_path, source="local", tag="A")} == {"baseline0", "baseline1"}
+
+
+class FakeRun:
+    """The parts of ``wandb.apis.public.Run`` that results.read_wandb uses."""
+
+    def __init__(self, rec):
+        self.id, self.name, self.group, self.config = rec["id"], rec["name"], rec["group"], rec["config"]
+        self.summary_metrics, self._history = rec["summary"], rec["history"]
+
+    def scan_history(self, keys):
+        return [{k: row[k] for k in keys} for row in self._history if all(k in row for k in keys)]
+
+
+class FakeApi:
+    def __init__(self, *args, **kwargs):
+        self.calls = []
+
+    def runs(self, path, filters=None, order=None):
+        self.calls.append((path, filters))
+        return [FakeRun(r) for r in RECORDS]
+
+
+def test_online_source_reads_the_wandb_api(monkeypatch):
+    import wandb
+
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    api = FakeApi()
+    monkeypatch.setattr(wandb, "Api", lambda *a, **k: api)
+    records = results.load_records(source="auto", project="p", entity="me", tag="t1")  # a key: auto goes online
+    assert api.calls == [("me/p", {"tags": {"$in": ["t1"]}})]
+    online = results.summarize(results.runs_table(records))
+    local = results.summarize(results.runs_table(RECORDS))
+    pd.testing.assert_frame_equal(online.drop(columns="images_per_sec_mean"),
+                                  local.drop(columns="images_per_sec_mean"))  # W&B keeps only val rows here
+    assert results.curves_table(records)["val_acc"].tolist() == results.curves_table(RECORDS)["val_acc"].tolist()
+
+
+def test_compact_summary_round_trip_and_figures(tmp_path):
+    runs, curves = results.runs_table(RECORDS), results.curves_table(RECORDS)
+    results.save_compact(runs, curves, tmp_path, meta={"device": "test"})
+    runs2, curves2, meta = results.load_compact(tmp_path)
+    assert meta == {"device": "test"}
+    pd.testing.assert_frame_equal(results.summarize(runs2), results.summarize(runs), check_dtype=False)
+    assert curves2["val_acc"].tolist() == curves["val_acc"].tolist()
+
+    fig = results.plot_curves(curves)
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == ["baseline (2)", "adam (1)"]
+    assert ax.get_lines()[0].get_ydata().tolist() == pytest.approx([45.0, 65.0, 85.0])  # mean over seeds, in %
+    table = results.plot_summary_table(results.summarize(runs))
+    texts = [cell.get_text().get_text() for cell in table.axes[0].tables[0].get_celld().values()]
+    assert "85.00 ± 7.07" in texts and "adam" in texts
+    fig.savefig(tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_comparison_runner_smoke_offline(tmp_path, monkeypatch):
+    for name in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    out, summary_dir = tmp_path / "runs", tmp_path / "summary"
+    done = experiments.main(["--smoke", "--settings", "baseline,lr_finder_div10", "--baseline-seeds", "2",
+                             "--out", str(out), "--summary", str(summary_dir), "--tag", "smoke-test", "--no-media"])
+    summary = done["summary"].set_index("setting")
+    assert summary["runs"].to_dict() == {"baseline": 2, "lr_finder_div10": 1}
+    assert summary.loc["lr_finder_div10", "lr"] == pytest.approx(done["meta"]["lr_finder_suggestion"] / 10)
+    assert summary.loc["baseline", "lr"] == 0.05  # configs/quick.yaml
+    assert (out / "lr_finder.png").exists()
+    assert len(list((out / "wandb").glob("offline-run-*"))) == 3  # no key: every run offline, ready for wandb sync
+
+    # what the results notebook does: the same numbers from the local records and from the committed copy
+    again = results.runs_table(results.load_records(out, tag="smoke-test"))
+    assert sorted(again["test_acc"]) == sorted(done["runs"]["test_acc"])
+    assert again["seed"].tolist() == [0, 1, 0] and again["fit_seconds"].gt(0).all()
+    runs, curves, meta = results.load_compact(summary_dir)
+    assert runs["test_acc"].tolist() == pytest.approx(done["runs"]["test_acc"].tolist())
+    assert len(curves) == 3 and meta["tag"] == "smoke-test" and meta["total_seconds"] > 0
+
+
+def test_comparison_runner_rejects_unknown_settings():
+    with pytest.raises(CifarLightningError, match="unknown setting"):
+        experiments.main(["--smoke", "--settings", "baseline,warp_drive"])
+
+
+def test_load_comparison_falls_back_to_local_records_then_to_the_committed_copy(tmp_path, monkeypatch):
+    import wandb
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(wandb, "Api", unreachable)
+    (tmp_path / "runs" / "records").mkdir(parents=True)
+    (tmp_path / "runs" / "records" / "a.json").write_text(json.dumps(RECORDS[0]))
+    runs, curves, where = results.load_comparison(tmp_path / "runs", tmp_path / "committed")
+    assert where.startswith("local run records") and runs["id"].tolist() == ["baseline0"] and len(curves) == 3
+
+    results.save_compact(results.runs_table(RECORDS), results.curves_table(RECORDS), tmp_path / "committed",
+                         meta={"device": "NVIDIA H100", "note": "JPEG copy of CIFAR-10"})
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    runs, _, where = results.load_comparison(tmp_path / "nothing-here", tmp_path / "committed")
+    assert len(runs) == 3 and "NVIDIA H100, JPEG copy of CIFAR-10" in where
