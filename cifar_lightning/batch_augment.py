@@ -91,6 +91,7 @@ class BatchTransform:
         check(resize is None or resize >= 32, f"resize must be at least 32 pixels, got {resize}")
         self.preset, self.resize, self.generator = preset, resize, generator
         self.stats = normalization(normalize)
+        self._cache: dict = {}
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         check(images.ndim == 4, f"expected a batch [N, C, H, W], got shape {tuple(images.shape)}")
@@ -105,8 +106,16 @@ class BatchTransform:
         x = x.contiguous(memory_format=torch.channels_last)
         if self.stats is None:
             return x / 255
-        mean, std = (torch.tensor(s, device=x.device).view(1, -1, 1, 1) for s in self.stats)
-        return (x - mean * 255) / (std * 255)  # = (x / 255 - mean) / std, in one pass
+        shift, scale = self._affine(x.device)
+        return (x - shift) * scale  # = (x / 255 - mean) / std
+
+    def _affine(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        # Made once per device: building them from Python numbers every batch is a blocking host-to-GPU
+        # copy, which stalled every training step (benchmarks/NOTES-gpu.md).
+        if device not in self._cache:
+            mean, std = (torch.tensor(s, dtype=torch.float32).view(1, -1, 1, 1) for s in self.stats)
+            self._cache[device] = ((mean * 255).to(device), (1 / (std * 255)).to(device))
+        return self._cache[device]
 
 
 def build_batch_transform(preset: str = "none", normalize: str = "cifar10", resize: int | None = None) -> Callable:
