@@ -174,6 +174,14 @@ def run_suite(args) -> None:
                 rc = "timeout"
         print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed} on GPU {devices}: rc={rc} {time.perf_counter() - t:.0f}s",
               flush=True)
+        if rc != 0:
+            print("".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:]), flush=True)
+        with lock:  # rewrite the table after every job: a run cut short still leaves its finished jobs' numbers
+            files = sorted(str(p) for p in out.glob("*.json"))
+            if files and args.md:
+                report(argparse.Namespace(files=files, md=args.md, quiet=True))
+
+    lock = threading.Lock()
 
     todo: queue.Queue = queue.Queue()
     for job in jobs:
@@ -241,7 +249,8 @@ def report(args) -> None:
     Path(args.md).parent.mkdir(parents=True, exist_ok=True)
     Path(args.md).write_text("\n".join(lines) + "\n")
     Path(args.md).with_suffix(".json").write_text(json.dumps({"versions": info, "rows": rows, "runs": results}, indent=1))
-    print("\n".join(lines))
+    if not getattr(args, "quiet", False):
+        print("\n".join(lines))
 
 
 def main() -> None:
@@ -254,7 +263,8 @@ def main() -> None:
         s.add_argument("--run-dir", default="runs/benchmark")
         if name == "suite":
             s.add_argument("plan", choices=sorted(PLANS))
-            s.add_argument("--out", default="runs/benchmark/results")
+            s.add_argument("--out", default="runs/benchmark/results", help="one JSON and one log per job")
+            s.add_argument("--md", default=None, help="table rewritten after every job (with a .json beside it)")
             s.add_argument("--job-timeout", type=float, default=600)
             s.add_argument("extra", nargs="*", help="CLI options added to every job (after --)")
         if name == "job":
