@@ -144,6 +144,9 @@ class CIFAR10DataModule(L.LightningDataModule):
             rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
             # Lightning's global seed (the same on every rank) varies the shuffle between seeded runs.
             seed = self.seed + int(os.environ.get("PL_GLOBAL_SEED", 0))
+            if shuffle:  # augmentation draws of its own per rank (seeded), not the same offsets on every GPU
+                gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + 7919 * (rank + 1))
+                self.batch_train_transform.generator = gen
             return DeviceLoader(images, labels, self.batch_size, device=device, shuffle=shuffle,
                                 drop_last=drop_last and len(labels) // world > self.batch_size,
                                 seed=seed, rank=rank, world_size=world)
