@@ -1,0 +1,297 @@
+"""Benchmark: the classic recipe against the fast GPU-resident configs, on one machine, in one invocation.
+
+    python benchmarks/gpu_benchmark.py prepare --data-dir /tmp/cifar10-jpeg --cache-dir /tmp/cache
+    python benchmarks/gpu_benchmark.py suite final --data-dir /tmp/cifar10-jpeg --cache-dir /tmp/cache --out runs/bench
+    python benchmarks/gpu_benchmark.py report runs/bench/*.json --md benchmarks/results/gpu-full.md
+
+``suite`` runs each job of a plan (a config, a seed, extra CLI options) as its own process through the
+project's LightningCLI, one job per GPU at a time (two GPUs: two jobs side by side), and DDP jobs on all GPUs
+at the end. Every job times ``Trainer.fit`` and writes one JSON: fit seconds, per-epoch times, training
+images/s (training batches only, GPU synchronised), peak GPU memory, the last val_acc and, unless it is a
+tuning job, the test accuracy of the best checkpoint. Tuning plans never run the test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cifar_lightning import CIFAR10DataModule, CIFARSystem, sources  # noqa: E402
+from cifar_lightning.cli import CifarCLI  # noqa: E402
+
+SEEDS = (0, 1, 2)
+# name, config, seeds, GPUs, extra CLI options, run the test set
+PLANS = {
+    "smoke": [("fast", "configs/full.yaml", (0,), 1, ["--trainer.max_epochs", "2"], True)],
+    "profile": [
+        ("classic-profile", "configs/classic.yaml", (0,), 1, ["--trainer.max_epochs", "2", "--trainer.profiler", "simple"], False),
+        ("fast-profile", "configs/full.yaml", (0,), 1, ["--trainer.max_epochs", "3", "--trainer.profiler", "simple"], False),
+    ],
+    # Recipe tuning on the validation split (no test): one seed each, 18 epochs unless said.
+    "tune-a": [
+        ("t-base", "configs/full.yaml", (0,), 1, [], False),
+        ("t-compile", "configs/full.yaml", (0,), 1, ["--model.compile", "true"], False),
+    ],
+    "tune-b": [
+        ("t-long100", "configs/long.yaml", (0,), 1, [], False),
+        ("t-lr0.4", "configs/full.yaml", (0,), 1, ["--model.lr", "0.4"], False),
+        ("t-b1024", "configs/full.yaml", (0,), 1, ["--data.batch_size", "1024", "--model.lr", "0.4"], False),
+    ],
+    # Longest jobs first, so that the two GPUs finish together; then the DDP job on both GPUs.
+    "final": [
+        ("classic", "configs/classic.yaml", (0,), 1, [], True),
+        ("long", "configs/long.yaml", SEEDS, 1, [], True),
+        ("full", "configs/full.yaml", SEEDS, 1, [], True),
+        # global batch 512 as on one GPU (Lightning's batch_size is per process), so the recipe is unchanged
+        ("full-ddp2", "configs/full.yaml", (0,), 2,
+         ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--data.batch_size", "256"], True),
+    ],
+}
+
+
+class Recorder(L.Callback):
+    """Times every training epoch twice: training batches only (for images/s) and with validation."""
+
+    def __init__(self):
+        self.epochs: list[dict] = []
+        self.val_acc: list[float] = []
+
+    @staticmethod
+    def _now(pl_module) -> float:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        return time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.start, self.images = self._now(pl_module), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.images += len(batch[1])
+        if batch_idx == trainer.num_training_batches - 1:
+            self.train_end = self._now(pl_module)
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not trainer.sanity_checking and "val_acc" in trainer.callback_metrics:
+            self.val_acc.append(float(trainer.callback_metrics["val_acc"]))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        end = self._now(pl_module)
+        images = self.images * trainer.world_size  # every rank trains on its own shard
+        train_s = self.train_end - self.start
+        self.epochs.append({"train_s": train_s, "epoch_s": end - self.start, "images": images,
+                            "images_per_s": images / train_s})
+
+
+def versions() -> dict:
+    import torchvision
+
+    info = {"python": sys.version.split()[0], "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "lightning": L.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+    if torch.cuda.is_available():
+        info["card"] = torch.cuda.get_device_name(0)
+        info["gpus"] = torch.cuda.device_count()
+    return info
+
+
+def run_job(args, extra: list[str]) -> None:
+    """One fit (+ test) through the CLI; rank 0 writes the JSON. DDP re-runs this same command per rank."""
+    rec = Recorder()
+    run_dir = Path(args.run_dir) / f"{args.name}-s{args.seed}"
+    cli_args = ["--config", str(ROOT / args.config), "--seed_everything", str(args.seed),
+                "--data.source", "folder", "--data.data_dir", args.data_dir, "--data.cache_dir", args.cache_dir,
+                *extra]
+    cli = CifarCLI(CIFARSystem, CIFAR10DataModule, seed_everything_default=42, save_config_kwargs={"overwrite": True},
+                   trainer_defaults={"default_root_dir": str(run_dir), "callbacks": [rec]}, args=cli_args, run=False)
+    trainer = cli.trainer
+    # Load the decoded data set before the clock starts (fit would do it in DataModule.setup): timed apart.
+    t_setup = time.perf_counter()
+    cli.datamodule.setup("fit")
+    setup_s = time.perf_counter() - t_setup
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    trainer.fit(cli.model, datamodule=cli.datamodule)
+    fit_s = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    test_acc = None
+    if args.test:
+        ckpt = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
+        test_acc = float(trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)[0]["test_acc"])
+    if not trainer.is_global_zero:
+        return
+    steady = [e["train_s"] for e in rec.epochs[1:]] or [rec.epochs[0]["train_s"]]
+    result = {
+        "name": args.name, "config": args.config, "seed": args.seed, "extra": extra, "world_size": trainer.world_size,
+        "epochs": len(rec.epochs), "fit_s": fit_s, "data_setup_s": setup_s, "test_acc": test_acc, "val_acc": rec.val_acc[-1] if rec.val_acc else None,
+        "val_acc_curve": rec.val_acc, "epoch_log": rec.epochs,
+        "images_per_s": statistics.median(e["images_per_s"] for e in rec.epochs[1:] or rec.epochs),
+        # extra time of the first epoch (cuDNN autotuning, torch.compile) over a steady epoch
+        "first_epoch_overhead_s": rec.epochs[0]["train_s"] - statistics.median(steady),
+        "peak_gpu_mem_gib": peak, "versions": versions(), "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(f"RESULT {args.name} seed={args.seed} fit={fit_s:.1f}s test={test_acc} val={result['val_acc']} "
+          f"img/s={result['images_per_s']:.0f} peak={peak}")
+
+
+def run_suite(args) -> None:
+    """Run a plan: single-GPU jobs spread over the GPUs, then the multi-GPU jobs."""
+    jobs = [(name, cfg, seed, gpus, extra, test) for name, cfg, seeds, gpus, extra, test in PLANS[args.plan]
+            for seed in seeds]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpu_ids = visible.split(",") if visible else [str(g) for g in range(max(torch.cuda.device_count(), 1))]
+    n_gpus = len(gpu_ids)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def launch(job, devices: str):
+        name, cfg, seed, _, extra, test = job
+        cmd = [sys.executable, str(Path(__file__).resolve()), "job", "--name", name, "--config", cfg, "--seed", str(seed),
+               "--out", str(out / f"{name}-s{seed}.json"), "--data-dir", args.data_dir, "--cache-dir", args.cache_dir,
+               "--run-dir", args.run_dir, "--test" if test else "--no-test", "--", *extra, *args.extra]
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=devices)
+        log = out / f"{name}-s{seed}.log"
+        t = time.perf_counter()
+        with open(log, "w") as f:
+            try:
+                rc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=args.job_timeout).returncode
+            except subprocess.TimeoutExpired:
+                rc = "timeout"
+        print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed} on GPU {devices}: rc={rc} {time.perf_counter() - t:.0f}s",
+              flush=True)
+        if rc != 0:
+            print("".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:]), flush=True)
+        with lock:  # rewrite the table after every job: a run cut short still leaves its finished jobs' numbers
+            files = sorted(str(p) for p in out.glob("*.json"))
+            if files and args.md:
+                report(argparse.Namespace(files=files, md=args.md, quiet=True))
+
+    lock = threading.Lock()
+
+    todo: queue.Queue = queue.Queue()
+    for job in jobs:
+        if job[3] == 1:
+            todo.put(job)
+
+    def worker(gpu: int):
+        while True:
+            try:
+                job = todo.get_nowait()
+            except queue.Empty:
+                return
+            launch(job, gpu_ids[gpu])
+
+    threads = [threading.Thread(target=worker, args=(g,)) for g in range(n_gpus)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for job in jobs:
+        if job[3] > 1:
+            if job[3] > n_gpus:
+                print(f"skip {job[0]}: needs {job[3]} GPUs, {n_gpus} here")
+                continue
+            launch(job, ",".join(gpu_ids[: job[3]]))
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def report(args) -> None:
+    """Aggregate job JSONs into a table (Markdown) and a summary (JSON)."""
+    results = [json.loads(Path(p).read_text()) for p in args.files]
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        groups.setdefault(r["name"], []).append(r)
+    rows = []
+    for name, rs in groups.items():
+        rs.sort(key=lambda r: r["seed"])
+        row = {"name": name, "config": rs[0]["config"], "extra": " ".join(rs[0]["extra"]), "gpus": rs[0]["world_size"],
+               "seeds": [r["seed"] for r in rs], "epochs": rs[0]["epochs"]}
+        for key in ("test_acc", "val_acc", "fit_s", "data_setup_s", "images_per_s", "first_epoch_overhead_s", "peak_gpu_mem_gib"):
+            vals = [r[key] for r in rs if r.get(key) is not None]
+            row[key] = mean_std(vals) if vals else None
+        rows.append(row)
+    info = results[0]["versions"] if results else {}
+
+    def fmt(v, scale=1.0, digits=1):
+        if v is None:
+            return "-"
+        m, s = v
+        return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
+
+    lines = [f"Card: {info.get('card')} x{info.get('gpus')}; torch {info.get('torch')}, torchvision {info.get('torchvision')}, "
+             f"lightning {info.get('lightning')}, CUDA {info.get('cuda')}, cuDNN {info.get('cudnn')}, Python {info.get('python')}.",
+             "Data: the JPEG copy of CIFAR-10 (45k train / 5k val split of the training set, official 10k test set).", "",
+             "| run | config | GPUs | seeds | epochs | test acc % | val acc % | fit s | data load s | train images/s | first-epoch overhead s | peak GPU GiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        config = r["config"] + (f" `{r['extra']}`" if r["extra"] else "")
+        lines.append(f"| {r['name']} | {config} | {r['gpus']} | {','.join(map(str, r['seeds']))} | {r['epochs']} | "
+                     f"{fmt(r['test_acc'], 100, 2)} | {fmt(r['val_acc'], 100, 2)} | {fmt(r['fit_s'])} | {fmt(r.get('data_setup_s'))} | "
+                     f"{fmt(r['images_per_s'], digits=0)} | {fmt(r['first_epoch_overhead_s'])} | {fmt(r['peak_gpu_mem_gib'], digits=2)} |")
+    for multi in (r for r in rows if r["gpus"] > 1 and r["images_per_s"]):
+        for single in (r for r in rows if r["gpus"] == 1 and r["config"] == multi["config"] and r["images_per_s"]):
+            lines.append(f"\n{multi['name']} vs {single['name']}: {multi['images_per_s'][0] / single['images_per_s'][0]:.2f}x "
+                         f"the training images/s on {multi['gpus']} GPUs.")
+    Path(args.md).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.md).write_text("\n".join(lines) + "\n")
+    Path(args.md).with_suffix(".json").write_text(json.dumps({"versions": info, "rows": rows, "runs": results}, indent=1))
+    if not getattr(args, "quiet", False):
+        print("\n".join(lines))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("prepare", "suite", "job"):
+        s = sub.add_parser(name)
+        s.add_argument("--data-dir", default="data/cifar10-jpeg")
+        s.add_argument("--cache-dir", default="data/cache")
+        s.add_argument("--run-dir", default="runs/benchmark")
+        if name == "suite":
+            s.add_argument("plan", choices=sorted(PLANS))
+            s.add_argument("--out", default="runs/benchmark/results", help="one JSON and one log per job")
+            s.add_argument("--md", default=None, help="table rewritten after every job (with a .json beside it)")
+            s.add_argument("--job-timeout", type=float, default=600)
+            s.add_argument("extra", nargs="*", help="CLI options added to every job (after --)")
+        if name == "job":
+            for a in ("--name", "--config", "--out"):
+                s.add_argument(a, required=True)
+            s.add_argument("--seed", type=int, default=0)
+            s.add_argument("--test", action=argparse.BooleanOptionalAction, default=True)
+            s.add_argument("extra", nargs="*")
+    r = sub.add_parser("report")
+    r.add_argument("files", nargs="+")
+    r.add_argument("--md", default="benchmarks/results/gpu-full.md")
+    args = p.parse_args()
+    if args.cmd == "prepare":
+        start = time.perf_counter()
+        train_x, _, test_x, _ = sources.load_cached("folder", args.data_dir, args.cache_dir)
+        print(f"decoded {len(train_x)} + {len(test_x)} images in {time.perf_counter() - start:.1f}s; {versions()}")
+    elif args.cmd == "job":
+        run_job(args, args.extra)
+    elif args.cmd == "suite":
+        run_suite(args)
+    else:
+        report(args)
+
+
+if __name__ == "__main__":
+    main()
