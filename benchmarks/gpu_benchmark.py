@@ -51,6 +51,11 @@ PLANS = {
         ("t-lr0.4", "configs/full.yaml", (0,), 1, ["--model.lr", "0.4"], False),
         ("t-b1024", "configs/full.yaml", (0,), 1, ["--data.batch_size", "1024", "--model.lr", "0.4"], False),
     ],
+    # What fits a short lease: the classic recipe once beside the fast config's three seeds (one per GPU).
+    "mini": [
+        ("classic", "configs/classic.yaml", (0,), 1, [], True),
+        ("full", "configs/full.yaml", SEEDS, 1, [], True),
+    ],
     # Longest jobs first, so that the two GPUs finish together; then the DDP job on both GPUs.
     "final": [
         ("classic", "configs/classic.yaml", (0,), 1, [], True),
