@@ -2,10 +2,12 @@
 
     from cifar_lightning import plots
     fig = plots.image_grid(images[:16], titles=[CLASSES[i] for i in labels[:16]])
+    fig = plots.image_grid(plots.to_display(batch_x[:16], "cifar10"))   # network inputs: normalization undone
     ax = plots.plot_metric_curves({"lr": trainer_a, "lr/10": log_dir_b}, "val_acc", by="epoch")
     plots.save_figure(ax.figure, "lr-vs-lr10.png")            # -> lesson.figure_path(...)
 
-The tables they draw come from :mod:`cifar_lightning.experiment` (``read_metrics``, ``profile_table``).
+The tables they draw come from :mod:`cifar_lightning.experiment` (``read_metrics``, ``profile_table``);
+:class:`~cifar_lightning.run_report.RunReport` draws its W&B pictures with these functions too.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from matplotlib.ticker import MaxNLocator
 
 from cifar_lightning import lesson
+from cifar_lightning.augment import normalization
 from cifar_lightning.errors import check
 from cifar_lightning.experiment import read_metrics
 
@@ -34,6 +37,23 @@ def to_hwc(image) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0)
 
 
+def to_display(images: torch.Tensor, normalize: str | None = "cifar10") -> torch.Tensor:
+    """``[N, 3, H, W]`` network inputs, normalized with ``normalize`` (``"cifar10"``, ``"imagenet"``) -> float
+    values in [0, 1] for showing: the normalization undone. uint8 images are only scaled; with ``None`` or
+    ``"none"`` (unknown scaling) each image is stretched to [0, 1]."""
+    images = images.detach().cpu()
+    if images.dtype == torch.uint8:
+        return images.float() / 255.0
+    images = images.float()
+    stats = normalization(normalize) if normalize else None
+    if stats is not None:
+        mean, std = (torch.tensor(s).view(1, -1, 1, 1) for s in stats)
+        return (images * std + mean).clamp(0, 1)
+    low = images.amin(dim=(1, 2, 3), keepdim=True)
+    high = images.amax(dim=(1, 2, 3), keepdim=True)
+    return (images - low) / (high - low).clamp_min(1e-6)
+
+
 def image_grid(
     images: Sequence,
     titles: Sequence[str] | None = None,
@@ -45,7 +65,7 @@ def image_grid(
     """A figure showing ``images`` in a grid of ``ncols`` columns, with optional per-image titles and row labels.
 
     ``images``: a uint8 ``[N, 3, H, W]`` tensor (as the DataModule holds them), float images in [0, 1],
-    or a list of either.
+    or a list of either. Normalized network inputs: pass them through :func:`to_display` first.
     """
     n = len(images)
     check(n > 0, "image_grid needs at least one image")
@@ -73,24 +93,28 @@ def image_grid(
 
 
 def misclassified_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, classes: Sequence[str],
-                       n: int = 24, ncols: int = 8, probs: torch.Tensor | None = None):
+                       n: int = 24, ncols: int = 8, probs: torch.Tensor | None = None, show_confidence: bool = False):
     """An :func:`image_grid` of up to ``n`` wrongly classified images titled ``true -> predicted``.
 
-    ``images``: uint8 ``[N, 3, H, W]`` (the DataModule's ``test_images``); ``labels``/``preds``: ``[N]``.
-    With ``probs`` (``[N, classes]``) the most confident mistakes come first.
+    ``images``: uint8 ``[N, 3, H, W]`` (the DataModule's ``test_images``) or float in [0, 1] (:func:`to_display`);
+    ``labels``/``preds``: ``[N]``. With ``probs`` (``[N, classes]``) the most confident mistakes come first, and
+    ``show_confidence`` adds the predicted class's probability to each title.
     """
+    check(not show_confidence or probs is not None, "show_confidence needs probs")
     wrong = (preds != labels).nonzero().flatten()
     if probs is not None and len(wrong):
         confidence = probs[wrong, preds[wrong]]
         wrong = wrong[confidence.argsort(descending=True)]
     wrong = wrong[:n].tolist()
-    suptitle = f"{len(wrong)} misclassified test images (true -> predicted)"
+    suptitle = f"{len(wrong)} misclassified test images (true -> predicted{', confidence' if show_confidence else ''})"
     if not wrong:  # a perfect score: an empty figure that says so
         fig, ax = plt.subplots(figsize=(4, 1))
         ax.axis("off")
         fig.suptitle(suptitle, fontsize=10)
         return fig
     titles = [f"{classes[int(labels[i])]}\n-> {classes[int(preds[i])]}" for i in wrong]
+    if show_confidence:
+        titles = [f"{title} {float(probs[i, preds[i]]):.0%}" for title, i in zip(titles, wrong, strict=True)]
     return image_grid(images[wrong], titles=titles, ncols=ncols, size=1.4, suptitle=suptitle)
 
 
@@ -131,7 +155,8 @@ def plot_confusion_matrix(matrix: torch.Tensor | np.ndarray, classes: Sequence[s
     m = torch.as_tensor(matrix).double().cpu().numpy()
     if normalize:
         m = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
-    if ax is None:
+    own_figure = ax is None
+    if own_figure:
         _, ax = plt.subplots(figsize=(6.5, 5.5))
     image = ax.imshow(m, cmap="Blues", vmin=0, vmax=1 if normalize else None)
     ax.figure.colorbar(image, ax=ax, fraction=0.046)
@@ -144,6 +169,8 @@ def plot_confusion_matrix(matrix: torch.Tensor | np.ndarray, classes: Sequence[s
             text = f"{m[i, j]:.2f}" if normalize else f"{int(m[i, j])}"
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if m[i, j] > 0.5 * m.max() else "black")
     ax.set_title("confusion matrix" + (" (row = recall)" if normalize else ""))
+    if own_figure:
+        ax.figure.tight_layout()  # keeps the rotated class names inside the figure
     return ax
 
 
@@ -163,3 +190,9 @@ def save_figure(fig, name: str, dpi: int = 120) -> Path:
     path = lesson.figure_path(name)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
+
+
+def figure_to_array(fig) -> np.ndarray:
+    """An RGB ``uint8`` ``[H, W, 3]`` array of a rendered figure (what a logger's ``log_image`` takes)."""
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from cifar_lightning.errors import check
+from cifar_lightning.plots import plot_metric_curves
 from cifar_lightning.tracking import DEFAULT_PROJECT, resolve_mode
 
 RUNS_CSV, CURVES_CSV, META_JSON = "comparison-runs.csv", "comparison-curves.csv", "comparison-meta.json"
@@ -122,7 +122,7 @@ def curves_table(records: list[dict]) -> pd.DataFrame:
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per setting (in the order the settings first appear): how many seeds, test accuracy mean and
     standard deviation over seeds (NaN for one seed), best validation accuracy, fit time and throughput."""
-    check(len(runs) > 0, "no runs to summarize: run `python -m cifar_lightning.experiments` first (see docs/wandb.md)")
+    check(len(runs) > 0, "no runs to summarize: run `python -m cifar_lightning.comparison` first (see docs/wandb.md)")
     grouped = runs.groupby("setting", sort=False)
     summary = pd.DataFrame({
         "runs": grouped.size(),
@@ -207,7 +207,7 @@ def save_compact(runs: pd.DataFrame, curves: pd.DataFrame, folder: str | Path, m
 def load_compact(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """``(runs, curves, meta)`` as :func:`save_compact` wrote them."""
     folder = Path(folder)
-    check((folder / RUNS_CSV).exists(), f"no {RUNS_CSV} in {folder}: run `python -m cifar_lightning.experiments`")
+    check((folder / RUNS_CSV).exists(), f"no {RUNS_CSV} in {folder}: run `python -m cifar_lightning.comparison`")
     meta_path = folder / META_JSON
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     return pd.read_csv(folder / RUNS_CSV), pd.read_csv(folder / CURVES_CSV), meta
@@ -215,22 +215,21 @@ def load_compact(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
 
 # --- figures ---------------------------------------------------------------------------------------------
 def plot_curves(curves: pd.DataFrame, title: str = "validation accuracy per setting") -> Figure:
-    """Mean validation-accuracy curve of each setting over its seeds, shaded from the lowest to the highest seed."""
+    """Mean validation-accuracy curve of each setting over its seeds (drawn by
+    :func:`~cifar_lightning.plots.plot_metric_curves`), shaded from the lowest to the highest seed."""
     fig = Figure(figsize=(8, 5), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     for setting, runs in curves.groupby("setting", sort=False):
         by_epoch = runs.groupby("epoch")["val_acc"]
-        epochs = np.asarray(by_epoch.mean().index) + 1
-        line, = ax.plot(epochs, 100 * by_epoch.mean().to_numpy(), marker="o", markersize=3,
-                        label=f"{setting} ({runs['id'].nunique()})",
-                        linewidth=2.5 if setting == "baseline" else 1.4)
+        percent = 100 * by_epoch.agg(["mean", "min", "max"])
+        epochs = percent.index + 1  # the first epoch is epoch 1 here
+        mean = pd.DataFrame({"epoch": epochs, "val_acc": percent["mean"].to_numpy()})
+        plot_metric_curves({f"{setting} ({runs['id'].nunique()})": mean}, "val_acc", ax=ax,
+                           linewidth=2.5 if setting == "baseline" else 1.4)
         if runs["id"].nunique() > 1:
-            ax.fill_between(epochs, 100 * by_epoch.min().to_numpy(), 100 * by_epoch.max().to_numpy(),
-                            color=line.get_color(), alpha=0.15)
-    ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title=title)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
+            ax.fill_between(epochs, percent["min"], percent["max"], color=ax.get_lines()[-1].get_color(), alpha=0.15)
+    ax.set(ylabel="validation accuracy (%)", title=title)
     ax.legend(fontsize=8, title="setting (runs)", title_fontsize=8, loc="lower right")
     return fig
 

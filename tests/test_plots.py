@@ -23,6 +23,18 @@ def test_to_hwc_accepts_uint8_chw_and_float_hwc():
         plots.to_hwc(torch.zeros(4, 5))
 
 
+def test_to_display_undoes_the_normalization_of_network_inputs():
+    from cifar_lightning.augment import build_transform
+
+    images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    for name in ("cifar10", "imagenet"):
+        inputs = build_transform("none", normalize=name)(images)
+        np.testing.assert_allclose(plots.to_display(inputs, name), images / 255.0, atol=1e-5)
+    assert torch.equal(plots.to_display(images), images / 255.0)  # uint8: only scaled
+    stretched = plots.to_display(torch.tensor([-3.0, 0.0, 5.0]).view(1, 3, 1, 1), None)  # unknown scaling
+    assert stretched.flatten().tolist() == [0.0, 0.375, 1.0]
+
+
 def test_image_grid_lays_out_rows_and_titles():
     images = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8)
     fig = plots.image_grid(images, titles=[str(i) for i in range(10)], ncols=4, row_labels=["a", "b", "c"])
@@ -73,6 +85,10 @@ def test_misclassified_grid_shows_only_mistakes_most_confident_first():
     fig = plots.misclassified_grid(images, labels, preds, ["a", "b", "c"], ncols=4, probs=probs)
     titles = [ax.get_title() for ax in fig.axes if ax.images]
     assert titles == ["a\n-> b", "c\n-> a", "b\n-> c"]  # indices 3, 5, 1 by confidence
+    shown = plots.misclassified_grid(images, labels, preds, ["a", "b", "c"], probs=probs, show_confidence=True)
+    assert [ax.get_title() for ax in shown.axes if ax.images] == ["a\n-> b 90%", "c\n-> a 70%", "b\n-> c 50%"]
+    with pytest.raises(CifarLightningError, match="needs probs"):
+        plots.misclassified_grid(images, labels, preds, ["a", "b", "c"], show_confidence=True)
     perfect = plots.misclassified_grid(images, labels, labels, ["a", "b", "c"])
     assert perfect._suptitle.get_text().startswith("0 misclassified") and not any(ax.images for ax in perfect.axes)
 
@@ -93,3 +109,11 @@ def test_save_figure_writes_under_runs_in_smoke_mode(tmp_path, monkeypatch):
     path = plots.save_figure(fig, "grid.png")
     assert path == tmp_path / "runs" / "figures" / "grid.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figure_to_array_renders_rgb_pixels():
+    ax = plots.plot_confusion_matrix(torch.tensor([[3, 1], [0, 4]]), ["cat", "dog"])
+    width, height = ax.figure.canvas.get_width_height()
+    array = plots.figure_to_array(ax.figure)
+    assert array.shape == (height, width, 3) and array.dtype == np.uint8
+    assert array.min() < 100 < 250 < array.max()  # dark cells and text on a white background

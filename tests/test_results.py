@@ -9,7 +9,7 @@ import math
 import pandas as pd
 import pytest
 
-from cifar_lightning import experiments, results
+from cifar_lightning import comparison, results
 from cifar_lightning.errors import CifarLightningError
 
 _clock = itertools.count()
@@ -49,7 +49,7 @@ def test_tables_and_summary_from_records():
 
 
 def test_summary_of_nothing_says_what_to_run():
-    with pytest.raises(CifarLightningError, match="cifar_lightning.experiments"):
+    with pytest.raises(CifarLightningError, match="cifar_lightning.comparison"):
         results.summarize(results.runs_table([]))
 
 
@@ -124,8 +124,8 @@ def test_comparison_runner_smoke_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
     monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
     out, summary_dir = tmp_path / "runs", tmp_path / "summary"
-    done = experiments.main(["--smoke", "--settings", "baseline,lr_finder_div10", "--baseline-seeds", "2",
-                             "--out", str(out), "--summary", str(summary_dir), "--tag", "smoke-test", "--no-media"])
+    done = comparison.main(["--smoke", "--settings", "baseline,lr_finder_div10", "--baseline-seeds", "2",
+                            "--out", str(out), "--summary", str(summary_dir), "--tag", "smoke-test", "--no-media"])
     summary = done["summary"].set_index("setting")
     assert summary["runs"].to_dict() == {"baseline": 2, "lr_finder_div10": 1}
     assert summary.loc["lr_finder_div10", "lr"] == pytest.approx(done["meta"]["lr_finder_suggestion"] / 10)
@@ -144,7 +144,7 @@ def test_comparison_runner_smoke_offline(tmp_path, monkeypatch):
 
 def test_comparison_runner_rejects_unknown_settings():
     with pytest.raises(CifarLightningError, match="unknown setting"):
-        experiments.main(["--smoke", "--settings", "baseline,warp_drive"])
+        comparison.main(["--smoke", "--settings", "baseline,warp_drive"])
 
 
 def test_load_comparison_falls_back_to_local_records_then_to_the_committed_copy(tmp_path, monkeypatch):

@@ -1,9 +1,9 @@
 """The workshop's comparison runs: one command, one W&B group per setting, a committable summary.
 
     # on a GPU (the workshop's numbers):
-    python -m cifar_lightning.experiments --config configs/full.yaml --epochs 5 --summary benchmarks/results
+    python -m cifar_lightning.comparison --config configs/full.yaml --epochs 5 --summary benchmarks/results
     # on a CPU in seconds (synthetic data, width-8 network, 1 epoch of a few batches):
-    python -m cifar_lightning.experiments --smoke
+    python -m cifar_lightning.comparison --smoke
 
 Every setting changes one thing of the base config (the baseline): a trick off or on, the LR finder's
 suggestion versus a tenth of it, Adam instead of SGD, no augmentation. Each run goes to W&B (online with an API
@@ -145,7 +145,7 @@ def run_one(setting: Setting, seed: int, base_args: list[str], out: Path, projec
 
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
-        prog="python -m cifar_lightning.experiments", description=__doc__.split("\n\n")[0],
+        prog="python -m cifar_lightning.comparison", description=__doc__.split("\n\n")[0],
         epilog="Other arguments go to every run's CLI, e.g. --data.source folder --data.data_dir data/cifar10-jpeg")
     parser.add_argument("--config", action="append", help="base config(s) (default configs/full.yaml)")
     parser.add_argument("--settings", default=None, help="comma-separated subset of: "
