@@ -27,6 +27,11 @@ def smoothed_nll(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float
     return (1 - smoothing) * nll - smoothing * log_probs.mean(dim=1).mean()
 
 
+def warmup_share(fraction: float, steps: int) -> float:
+    """OneCycleLR's ``pct_start``, raised so that both phases have two steps or more (it divides by their count)."""
+    return min(max(fraction, 2.5 / steps), 0.5) if steps < 10 else fraction
+
+
 class CIFARSystem(L.LightningModule):
     """Trains ``backbone`` (default: a CIFAR ResNet-18) with the workshop's loss, optimizers and schedules.
 
@@ -140,9 +145,11 @@ class CIFARSystem(L.LightningModule):
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.2, patience=2)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}}
         steps = int(self.trainer.estimated_stepping_batches)
+        if steps < 5:  # too short for a schedule (a smoke run): keep the lr constant
+            return opt
         if hp.scheduler in ("onecycle", "onecycle_linear"):
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=self.lr, total_steps=steps, pct_start=hp.get("warmup_fraction", 0.3),
+                opt, max_lr=self.lr, total_steps=steps, pct_start=warmup_share(hp.get("warmup_fraction", 0.3), steps),
                 anneal_strategy="linear" if hp.scheduler == "onecycle_linear" else "cos")
         else:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)

@@ -80,3 +80,11 @@ def test_resume_from_last_continues(tmp_path):
     assert (second.current_epoch, second.global_step) == (2, 10)  # one more epoch, not two
     # the cosine schedule went on from step 5 to its end instead of restarting at the peak
     assert second.optimizers[0].param_groups[0]["lr"] < 1e-3
+
+
+@pytest.mark.parametrize("steps", [2, 3, 4, 5, 9])
+def test_onecycle_survives_a_few_steps(tmp_path, steps):
+    system = CIFARSystem(build_resnet(width=8), scheduler="onecycle_linear", warmup_fraction=0.25)
+    trainer(tmp_path, max_epochs=1, limit_train_batches=steps, limit_val_batches=1, enable_checkpointing=False).fit(
+        system, tiny_data())
+    assert system.trainer.global_step == steps
