@@ -19,6 +19,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from cifar_lightning import sources
 from cifar_lightning.augment import build_transform
+from cifar_lightning.batch_augment import build_batch_transform
+from cifar_lightning.device_loader import DeviceLoader
 from cifar_lightning.errors import check, check_choice
 
 
@@ -67,6 +69,9 @@ class CIFAR10DataModule(L.LightningDataModule):
         seed: seeds the train/val split (and the synthetic data).
         synthetic_size: ``[n_train, n_test]`` for ``source=synthetic``.
         cache_dir: where decoded arrays are cached (default ``<data_dir of $PATH_DATASETS>/cache``).
+        on_device: keep each split as uint8 on the training device (the GPU) and augment whole batches there
+            (``batch_augment.py``) instead of per-sample transforms in CPU workers; falls back to the CPU when
+            the trainer runs there. Presets ``none|flip|flip_crop|flip_crop_rotate`` only.
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         seed: int = 42,
         synthetic_size: tuple[int, int] = (5000, 1000),
         cache_dir: str | None = None,
+        on_device: bool = False,
     ):
         super().__init__()
         check_choice("data source", source, sources.SOURCES)
@@ -99,6 +105,12 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.eval_transform = eval_transform or build_transform("none", normalize, resize)
         self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
         self.classes = sources.CLASSES
+        self.on_device = on_device
+        if on_device:
+            check(train_transform is None and eval_transform is None,
+                  "train_transform/eval_transform are per-sample transforms: use on_device=False with them")
+            self.batch_train_transform = build_batch_transform(augment, normalize, resize)
+            self.batch_eval_transform = build_batch_transform("none", normalize, resize)
 
     def prepare_data(self) -> None:
         """Download only (runs on one process per machine)."""
@@ -124,12 +136,22 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.train_images, self.train_labels = images[train_idx], labels[train_idx]
         self.val_images, self.val_labels = images[val_idx], labels[val_idx]
 
-    def _loader(self, images, labels, transform, shuffle: bool) -> DataLoader:
+    def _loader(self, images, labels, transform, shuffle: bool) -> DataLoader | DeviceLoader:
+        drop_last = shuffle and len(labels) > self.batch_size  # no tiny last batch for BatchNorm
+        if self.on_device:
+            trainer = self.trainer
+            device = trainer.strategy.root_device if trainer else torch.device("cpu")
+            rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+            # Lightning's global seed (the same on every rank) varies the shuffle between seeded runs.
+            seed = self.seed + int(os.environ.get("PL_GLOBAL_SEED", 0))
+            return DeviceLoader(images, labels, self.batch_size, device=device, shuffle=shuffle,
+                                drop_last=drop_last and len(labels) // world > self.batch_size,
+                                seed=seed, rank=rank, world_size=world)
         return DataLoader(
             ArrayDataset(images, labels, transform),
             batch_size=self.batch_size,
             shuffle=shuffle,
-            drop_last=shuffle and len(labels) > self.batch_size,  # no tiny last batch for BatchNorm
+            drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
@@ -146,3 +168,11 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """With ``on_device``: augment (training) or only normalize (evaluation) the uint8 batch on its device."""
+        if not self.on_device:
+            return batch
+        x, y = batch
+        training = self.trainer is not None and self.trainer.training
+        return (self.batch_train_transform if training else self.batch_eval_transform)(x), y

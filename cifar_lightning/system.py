@@ -16,7 +16,7 @@ from cifar_lightning.errors import check, check_choice
 from cifar_lightning.model import CifarResNet
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULERS = ("onecycle", "cosine", "plateau", "none")
+SCHEDULERS = ("onecycle", "onecycle_linear", "cosine", "plateau", "none")
 
 
 def smoothed_nll(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
@@ -36,10 +36,14 @@ class CIFARSystem(L.LightningModule):
         optimizer: ``sgd`` (with ``momentum``/``nesterov``) | ``adam`` | ``adamw``.
         lr: the (peak) learning rate; the LR finder sets this attribute.
         weight_decay: L2 penalty (decoupled for AdamW).
-        scheduler: ``onecycle`` | ``cosine`` (both stepped per batch over ``trainer.estimated_stepping_batches``)
-            | ``plateau`` (ReduceLROnPlateau on ``val_loss``, per epoch) | ``none``.
+        scheduler: ``onecycle`` (cosine ramps) | ``onecycle_linear`` (linear ramps) | ``cosine`` (all stepped per
+            batch over ``trainer.estimated_stepping_batches``) | ``plateau`` (ReduceLROnPlateau on ``val_loss``,
+            per epoch) | ``none``.
+        warmup_fraction: share of the steps a OneCycle schedule spends rising to ``lr``.
         label_smoothing: share of the target mass spread evenly over all classes.
         tta_flip: at validation/test time average the predictions for the image and its mirror.
+        channels_last: keep weights and inputs in NHWC memory layout (faster convolutions on tensor cores).
+        compile: ``torch.compile`` the backbone at the start of fit/test (the first steps pay the compile time).
     """
 
     def __init__(
@@ -54,6 +58,9 @@ class CIFARSystem(L.LightningModule):
         scheduler: str = "onecycle",
         label_smoothing: float = 0.0,
         tta_flip: bool = False,
+        warmup_fraction: float = 0.3,
+        channels_last: bool = False,
+        compile: bool = False,
     ):
         super().__init__()
         check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -61,12 +68,24 @@ class CIFARSystem(L.LightningModule):
         check(lr > 0, f"lr must be positive, got {lr}")
         check(weight_decay >= 0, f"weight_decay must be >= 0, got {weight_decay}")
         check(0 <= label_smoothing < 1, f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        check(0 < warmup_fraction < 1, f"warmup_fraction must be in (0, 1), got {warmup_fraction}")
         self.save_hyperparameters(ignore=["backbone"])
         self.backbone = backbone if backbone is not None else CifarResNet(depth=18, num_classes=num_classes)
         self.lr = lr
-        self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes, average="micro") for _ in range(3))
+        # validate_args=False: the argument checks read values back from the GPU, a sync on every step.
+        self.train_acc, self.val_acc, self.test_acc = (
+            MulticlassAccuracy(num_classes, average="micro", validate_args=False) for _ in range(3))
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.get("compile") and not getattr(self, "_compiled", False):
+            self.backbone.compile()  # in place: parameter names and checkpoints stay as without compile
+            self._compiled = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.get("channels_last"):
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone(x)
 
     def predict_log_probs(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,8 +140,10 @@ class CIFARSystem(L.LightningModule):
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.2, patience=2)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}}
         steps = int(self.trainer.estimated_stepping_batches)
-        if hp.scheduler == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=steps)
+        if hp.scheduler in ("onecycle", "onecycle_linear"):
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=self.lr, total_steps=steps, pct_start=hp.get("warmup_fraction", 0.3),
+                anneal_strategy="linear" if hp.scheduler == "onecycle_linear" else "cos")
         else:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
