@@ -16,21 +16,33 @@ DEPTHS = {18: ([2, 2, 2, 2], ResNet18_Weights.DEFAULT), 34: ([3, 4, 6, 3], ResNe
 
 
 class CifarResNet(ResNet):
-    """torchvision's ResNet with two knobs: the stem and the width.
+    """torchvision's ResNet with three knobs: the stem, the width and the blocks per stage.
 
     ``cifar_stem=True`` swaps the 7x7 stride-2 convolution and the max-pool (made for 224px ImageNet
     images) for one 3x3 stride-1 convolution, so a 32x32 image keeps its resolution into ``layer1``.
     ``width`` is the channel count of ``layer1`` (64 in the paper); the later stages double it, so a
     smaller width gives a narrow ResNet for CPUs.
+    ``blocks`` overrides the residual blocks per stage (``[2, 2, 2, 2]`` for ResNet-18): ``[1, 1, 1, 1]``
+    halves the compute, a shallow ResNet-10 for the CPU track (``configs/cpu.yaml``).
     """
 
     def __init__(
-        self, depth: int = 18, num_classes: int = 10, cifar_stem: bool = True, pretrained: bool = False, width: int = 64
+        self,
+        depth: int = 18,
+        num_classes: int = 10,
+        cifar_stem: bool = True,
+        pretrained: bool = False,
+        width: int = 64,
+        blocks: list[int] | None = None,
     ):
         check_choice("depth", depth, DEPTHS)
         check(num_classes > 0 and width > 0, f"num_classes and width must be positive, got {num_classes}, {width}")
+        check(blocks is None or (len(blocks) == 4 and all(b >= 1 for b in blocks)),
+              f"blocks must be four counts >= 1 (one per stage), got {blocks}")
         nn.Module.__init__(self)  # ResNet.__init__ hard-codes 64 channels; rebuild with its own helpers
         self.config = dict(depth=depth, num_classes=num_classes, cifar_stem=cifar_stem, width=width)
+        if blocks is not None:  # only when set: checkpoints of standard depths keep their old config
+            self.config["blocks"] = list(blocks)
         self._norm_layer, self.dilation, self.groups, self.base_width = nn.BatchNorm2d, 1, 1, 64
         self.inplanes = width
         if cifar_stem:
@@ -41,7 +53,7 @@ class CifarResNet(ResNet):
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        blocks = DEPTHS[depth][0]
+        blocks = list(blocks) if blocks is not None else DEPTHS[depth][0]
         self.layer1 = self._make_layer(BasicBlock, width, blocks[0])
         self.layer2 = self._make_layer(BasicBlock, width * 2, blocks[1], stride=2)
         self.layer3 = self._make_layer(BasicBlock, width * 4, blocks[2], stride=2)
@@ -66,6 +78,8 @@ def load_imagenet_weights(net: CifarResNet) -> list[str]:
     """
     cfg = net.config
     check(cfg["width"] == 64, "ImageNet weights exist only for width=64")
+    check(cfg.get("blocks", DEPTHS[cfg["depth"]][0]) == DEPTHS[cfg["depth"]][0],
+          "ImageNet weights exist only for the standard blocks per stage: leave blocks unset")
     weights = DEPTHS[cfg["depth"]][1]
     try:
         state = weights.get_state_dict(progress=False)
@@ -81,10 +95,12 @@ def load_imagenet_weights(net: CifarResNet) -> list[str]:
 
 
 def build_resnet(
-    depth: int = 18, num_classes: int = 10, cifar_stem: bool = True, pretrained: bool = False, width: int = 64
+    depth: int = 18, num_classes: int = 10, cifar_stem: bool = True, pretrained: bool = False, width: int = 64,
+    blocks: list[int] | None = None,
 ) -> CifarResNet:
     """A ResNet-``depth`` for ``num_classes`` classes; ``pretrained`` loads ImageNet weights (see above)."""
-    return CifarResNet(depth=depth, num_classes=num_classes, cifar_stem=cifar_stem, pretrained=pretrained, width=width)
+    return CifarResNet(depth=depth, num_classes=num_classes, cifar_stem=cifar_stem, pretrained=pretrained, width=width,
+                       blocks=blocks)
 
 
 def count_parameters(net: nn.Module) -> int:
