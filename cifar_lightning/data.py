@@ -100,8 +100,6 @@ class CIFAR10DataModule(L.LightningDataModule):
         check(num_workers is None or num_workers >= 0, f"num_workers must be >= 0, got {num_workers}")
         self.save_hyperparameters(ignore=["train_transform", "eval_transform"])
         self.data_dir = data_dir or sources.default_data_dir()
-        if source in ("pickle", "folder"):  # fail before any training starts, not mid-run
-            sources.check_data_dir(self.data_dir)
         self.source, self.batch_size, self.seed = source, batch_size, seed
         self.train_transform = train_transform or build_transform(augment, normalize, resize)
         self.eval_transform = eval_transform or build_transform("none", normalize, resize)
