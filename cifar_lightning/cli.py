@@ -39,7 +39,8 @@ class CifarCLI(LightningCLI):
     def after_fit(self):
         if not self.config.fit.test_after_fit:
             return
-        best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
+        # the monitored ``checkpoint`` callback, not ``last_checkpoint`` (whose best_model_path is last.ckpt)
+        best = next((cb.best_model_path for cb in self.trainer.checkpoint_callbacks if cb.monitor), "")
         ckpt = best or None  # fast_dev_run saves no checkpoint: test the weights in memory
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
         if self.trainer.is_global_zero and results:
