@@ -1,4 +1,4 @@
-"""The training-trick callbacks: Lightning's own, built from plain arguments, plus EpochTimer.
+"""The training-trick callbacks: Lightning's own, built from plain arguments, plus EpochTimer and GradNormLogger.
 
     from cifar_lightning import build_callbacks
     trainer = L.Trainer(callbacks=build_callbacks(early_stopping_patience=5, swa_lrs=0.01))
