@@ -40,6 +40,19 @@ def write_pickle_batches(root, per_batch=20, seed=0):
 
 
 @pytest.fixture
+def cifar10_offline(monkeypatch):
+    """torchvision's CIFAR10 download fails as it does without a network."""
+    import urllib.error
+
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+
+
+@pytest.fixture
 def image_folder(tmp_path):
     return write_image_folder(tmp_path / "images")
 

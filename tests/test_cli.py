@@ -94,15 +94,7 @@ def test_corrupt_image_and_pickle(capsys, tmp_path, image_folder, pickle_dir):
                "corrupt CIFAR-10 batch")
 
 
-def test_offline_download(capsys, tmp_path, monkeypatch):
-    import urllib.error
-
-    import torchvision.datasets
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+def test_offline_download(capsys, tmp_path, cifar10_offline):
     fails_with(capsys, ["fit", "--data.source", "download", "--data.data_dir", str(tmp_path / "d"),
                         "--trainer.default_root_dir", str(tmp_path)], "could not download CIFAR-10")
 

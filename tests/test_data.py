@@ -86,15 +86,7 @@ def test_pickle_source(pickle_dir, tmp_path):
     assert dm.test_images.shape == (20, 3, 32, 32) and dm.test_images.dtype == torch.uint8
 
 
-def test_download_offline_gives_clear_error(tmp_path, monkeypatch):
-    import urllib.error
-
-    import torchvision.datasets
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+def test_download_offline_gives_clear_error(tmp_path, cifar10_offline):
     dm = CIFAR10DataModule(data_dir=str(tmp_path), source="download")
     with pytest.raises(CifarLightningError, match="could not download CIFAR-10.*source pickle"):
         dm.prepare_data()
