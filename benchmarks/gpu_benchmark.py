@@ -51,6 +51,12 @@ PLANS = {
         ("t-lr0.4", "configs/full.yaml", (0,), 1, ["--model.lr", "0.4"], False),
         ("t-b1024", "configs/full.yaml", (0,), 1, ["--data.batch_size", "1024", "--model.lr", "0.4"], False),
     ],
+    # Accuracy against epochs for the full recipe (validation only): how many epochs the 90.7 % target needs.
+    "epochs": [
+        (f"t-e{n}", "configs/full.yaml", (0,), 1, ["--trainer.max_epochs", str(n), "--trainer.check_val_every_n_epoch",
+                                                   str(n)], False)
+        for n in (40, 30, 24)
+    ],
     # What fits a short lease: the classic recipe once beside the fast config's three seeds (one per GPU).
     "mini": [
         ("classic", "configs/classic.yaml", (0,), 1, [], True),
