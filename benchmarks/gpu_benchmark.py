@@ -57,6 +57,16 @@ PLANS = {
                                                    str(n)], False)
         for n in (40, 30, 24)
     ],
+    # Session 2: the long config for as many epochs as fit 3 minutes at the measured 1.25 s/epoch (validated every
+    # 27th epoch, so the last epoch is validated and checkpointed); DDP with the single GPU's per-process batch.
+    "long135": [("long135", "configs/long.yaml", SEEDS, 1,
+                 ["--trainer.max_epochs", "135", "--trainer.check_val_every_n_epoch", "27"], True)],
+    "ddp-b512": [("full-ddp2-b512", "configs/full.yaml", (0,), 2,
+                  ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--model.lr", "0.4"], True)],
+    "compile-modes": [
+        (f"t-compile-{mode}", "configs/full.yaml", (0,), 1, ["--model.compile", mode], False)
+        for mode in ("reduce-overhead", "max-autotune-no-cudagraphs")
+    ],
     # What fits a short lease: the classic recipe once beside the fast config's three seeds (one per GPU).
     "mini": [
         ("classic", "configs/classic.yaml", (0,), 1, [], True),

@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
     check(opts.seeds >= 1 and opts.baseline_seeds >= 1, "--seeds and --baseline-seeds must be at least 1")
     configs = [find_config(c) for c in opts.config or ["configs/quick.yaml" if opts.smoke else "configs/full.yaml"]]
     base_args = [arg for config in configs for arg in ("--config", config)]
+    # every epoch validated: the comparison is about validation curves (a config may validate less often for speed)
+    base_args += ["--trainer.check_val_every_n_epoch", "1"]
     if opts.smoke:
         base_args += SMOKE_ARGS
     if opts.epochs is not None:

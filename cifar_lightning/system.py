@@ -17,6 +17,7 @@ from cifar_lightning.model import CifarResNet
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("onecycle", "onecycle_linear", "cosine", "plateau", "none")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def smoothed_nll(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
@@ -48,7 +49,8 @@ class CIFARSystem(L.LightningModule):
         label_smoothing: share of the target mass spread evenly over all classes.
         tta_flip: at validation/test time average the predictions for the image and its mirror.
         channels_last: keep weights and inputs in NHWC memory layout (faster convolutions on tensor cores).
-        compile: ``torch.compile`` the backbone at the start of fit/test (the first steps pay the compile time).
+        compile: ``torch.compile`` the backbone at the start of fit/test (the first steps pay the compile time):
+            ``true`` for the default mode, or a mode name such as ``reduce-overhead`` (CUDA graphs).
     """
 
     def __init__(
@@ -65,7 +67,7 @@ class CIFARSystem(L.LightningModule):
         tta_flip: bool = False,
         warmup_fraction: float = 0.3,
         channels_last: bool = False,
-        compile: bool = False,
+        compile: bool | str = False,
     ):
         super().__init__()
         check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -74,6 +76,8 @@ class CIFARSystem(L.LightningModule):
         check(weight_decay >= 0, f"weight_decay must be >= 0, got {weight_decay}")
         check(0 <= label_smoothing < 1, f"label_smoothing must be in [0, 1), got {label_smoothing}")
         check(0 < warmup_fraction < 1, f"warmup_fraction must be in (0, 1), got {warmup_fraction}")
+        check(not isinstance(compile, str) or compile in COMPILE_MODES,
+              f"compile must be true, false or one of {', '.join(COMPILE_MODES)}, got {compile!r}")
         self.save_hyperparameters(ignore=["backbone"])
         self.backbone = backbone if backbone is not None else CifarResNet(depth=18, num_classes=num_classes)
         self.lr = lr
@@ -85,7 +89,8 @@ class CIFARSystem(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         if self.hparams.get("compile") and not getattr(self, "_compiled", False):
-            self.backbone.compile()  # in place: parameter names and checkpoints stay as without compile
+            mode = self.hparams.compile if isinstance(self.hparams.compile, str) else None
+            self.backbone.compile(mode=mode)  # in place: parameter names and checkpoints stay as without compile
             self._compiled = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
