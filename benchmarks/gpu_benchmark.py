@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import queue
+import re
 import statistics
 import subprocess
 import sys
@@ -66,6 +67,12 @@ PLANS = {
     "compile-modes": [
         (f"t-compile-{mode}", "configs/full.yaml", (0,), 1, ["--model.compile", mode], False)
         for mode in ("reduce-overhead", "max-autotune-no-cudagraphs")
+    ],
+    # CUDA graphs through torch.compile(mode="reduce-overhead"): the full recipe, and DDP at the same global batch.
+    "compiled": [
+        ("full-compiled", "configs/full.yaml", SEEDS, 1, ["--model.compile", "reduce-overhead"], True),
+        ("full-ddp2-compiled", "configs/full.yaml", (0,), 2, ["--trainer.devices", "2", "--trainer.strategy", "ddp",
+                                                             "--data.batch_size", "256", "--model.compile", "reduce-overhead"], True),
     ],
     # What fits a short lease: the classic recipe once beside the fast config's three seeds (one per GPU).
     "mini": [
@@ -198,7 +205,7 @@ def run_suite(args) -> None:
         if rc != 0:
             print("".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:]), flush=True)
         with lock:  # rewrite the table after every job: a run cut short still leaves its finished jobs' numbers
-            files = sorted(str(p) for p in out.glob("*.json"))
+            files = sorted(str(p) for p in out.glob("*.json") if re.search(r"-s\d+\.json$", p.name))  # jobs only
             if files and args.md:
                 report(argparse.Namespace(files=files, md=args.md, quiet=True))
 
