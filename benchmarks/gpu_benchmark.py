@@ -275,7 +275,9 @@ def report(args) -> None:
                      f"{fmt(r['test_acc'], 100, 2)} | {fmt(r['val_acc'], 100, 2)} | {fmt(r['fit_s'])} | {fmt(r.get('data_setup_s'))} | "
                      f"{fmt(r['images_per_s'], digits=0)} | {fmt(r['first_epoch_overhead_s'])} | {fmt(r['peak_gpu_mem_gib'], digits=2)} |")
     for multi in (r for r in rows if r["gpus"] > 1 and r["images_per_s"]):
-        for single in (r for r in rows if r["gpus"] == 1 and r["config"] == multi["config"] and r["images_per_s"]):
+        # its single-GPU twin: the same name without the DDP part (full-ddp2-compiled -> full-compiled)
+        twin = re.sub(r"-ddp\d+(-b\d+)?", "", multi["name"])
+        for single in (r for r in rows if r["gpus"] == 1 and r["name"] == twin and r["images_per_s"]):
             lines.append(f"\n{multi['name']} vs {single['name']}: {multi['images_per_s'][0] / single['images_per_s'][0]:.2f}x "
                          f"the training images/s on {multi['gpus']} GPUs.")
     Path(args.md).parent.mkdir(parents=True, exist_ok=True)

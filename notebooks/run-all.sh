@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 unset CIFAR_LIGHTNING_SMOKE
-export WANDB_MODE=${WANDB_MODE:-offline} MPLBACKEND=agg
+# No MPLBACKEND: the kernel's own inline backend is what puts the figures into the saved outputs (agg would drop them).
+unset MPLBACKEND
+export WANDB_MODE=${WANDB_MODE:-offline}
 if [ $# -gt 0 ]; then
   notebooks=(); for n in "$@"; do notebooks+=("$n"-*.ipynb); done
 else
