@@ -264,3 +264,28 @@ def environment_meta() -> dict:
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     return {"device": device, "torch": torch.__version__, "lightning": lightning.__version__,
             "wandb": wandb.__version__}
+
+
+def benchmark_table(path: str | Path, runs: list[str] | None = None) -> pd.DataFrame:
+    """The GPU benchmark's table (``benchmarks/gpu_benchmark.py`` writes ``<name>.json`` beside its ``.md``), one row
+    per run: mean ± std over seeds of test accuracy, fit seconds and training images/s. ``runs`` picks rows by name."""
+    path = Path(path)
+    check(path.exists(), f"{path} not found: run benchmarks/gpu_benchmark.py suite ... --md {path.with_suffix('.md')}")
+    data = json.loads(path.read_text())
+    rows = {row["name"]: row for row in data["rows"]}
+    missing = [name for name in runs or [] if name not in rows]
+    check(not missing, f"{path} has no run named {', '.join(missing)}; it has {', '.join(rows)}")
+
+    def fmt(value, scale=1.0, digits=1):
+        if value is None:
+            return "–"
+        mean, std = value
+        return f"{mean * scale:,.{digits}f}" + (f" ± {std * scale:,.{digits}f}" if std else "")
+
+    table = pd.DataFrame([{
+        "run": name, "config": row["config"] + (f" {row['extra']}" if row["extra"] else ""), "GPUs": row["gpus"],
+        "seeds": len(row["seeds"]), "epochs": row["epochs"], "test acc %": fmt(row["test_acc"], 100, 2),
+        "fit s": fmt(row["fit_s"]), "train images/s": fmt(row["images_per_s"], digits=0),
+    } for name, row in ((n, rows[n]) for n in (runs or list(rows)))])
+    table.attrs["card"] = data["versions"].get("card")
+    return table.set_index("run")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from cifar_lightning import comparison, results
 from cifar_lightning.errors import CifarLightningError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 _clock = itertools.count()
 
@@ -166,3 +169,27 @@ def test_load_comparison_falls_back_to_local_records_then_to_the_committed_copy(
     monkeypatch.setenv("WANDB_MODE", "offline")
     runs, _, where = results.load_comparison(tmp_path / "nothing-here", tmp_path / "committed")
     assert len(runs) == 3 and "NVIDIA H100, JPEG copy of CIFAR-10" in where
+
+
+def test_benchmark_table_reads_the_gpu_benchmark_summary(tmp_path):
+    row = {"config": "configs/full.yaml", "extra": "", "gpus": 1, "seeds": [0, 1, 2], "epochs": 18,
+           "test_acc": [0.8867, 0.0037], "fit_s": [25.5, 1.7], "images_per_s": [38178.0, 2227.0]}
+    summary = {"versions": {"card": "NVIDIA H100 80GB HBM3"},
+               "rows": [{"name": "full", **row}, {"name": "classic", **row, "seeds": [0], "test_acc": [0.8958, 0.0]}]}
+    path = tmp_path / "gpu-full.json"
+    path.write_text(json.dumps(summary))
+    table = results.benchmark_table(path, ["classic", "full"])
+    assert list(table.index) == ["classic", "full"]
+    assert table.loc["full", "test acc %"] == "88.67 ± 0.37"
+    assert table.loc["classic", "test acc %"] == "89.58"  # one seed: no spread shown
+    assert table.loc["full", "train images/s"] == "38,178 ± 2,227"
+    assert table.attrs["card"] == "NVIDIA H100 80GB HBM3"
+    with pytest.raises(CifarLightningError, match="no run named long"):
+        results.benchmark_table(path, ["long"])
+    with pytest.raises(CifarLightningError, match="not found"):
+        results.benchmark_table(tmp_path / "missing.json")
+
+
+def test_committed_gpu_benchmark_has_the_runs_lesson_10_shows():
+    table = results.benchmark_table(ROOT / "benchmarks" / "results" / "gpu-full.json", ["classic", "full", "long"])
+    assert len(table) == 3
