@@ -1,7 +1,7 @@
 """The workshop's comparison runs: one command, one W&B group per setting, a committable summary.
 
     # on a GPU (the workshop's numbers):
-    python -m cifar_lightning.comparison --config configs/full.yaml --epochs 5 --summary benchmarks/results
+    python -m cifar_lightning.comparison --config configs/full.yaml --epochs 8 --summary benchmarks/results
     # on a CPU in seconds (synthetic data, width-8 network, 1 epoch of a few batches):
     python -m cifar_lightning.comparison --smoke
 
