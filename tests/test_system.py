@@ -25,10 +25,22 @@ def test_smoothed_nll_equals_cross_entropy(smoothing):
     assert torch.allclose(smoothed_nll(F.log_softmax(logits, 1), target, smoothing), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("bad", [dict(optimizer="rmsprop"), dict(scheduler="step"), dict(lr=0), dict(lr=-1)])
+@pytest.mark.parametrize("bad", [dict(optimizer="rmsprop"), dict(scheduler="step"), dict(lr=0), dict(lr=-1),
+                                 dict(compile="fastest")])
 def test_bad_hyperparameters(bad):
     with pytest.raises(CifarLightningError):
         CIFARSystem(build_resnet(width=8), **bad)
+
+
+def test_compile_mode_reaches_torch_compile(monkeypatch):
+    """``compile`` true -> torch.compile's default mode; a mode name is passed through (compiling itself is not run)."""
+    for value, mode in [(True, None), ("reduce-overhead", "reduce-overhead")]:
+        system = CIFARSystem(build_resnet(width=8), compile=value)
+        calls = []
+        monkeypatch.setattr(system.backbone, "compile", lambda **kw: calls.append(kw))
+        system.setup("fit")
+        system.setup("test")
+        assert calls == [{"mode": mode}]  # compiled once, in the mode asked for
 
 
 def test_short_training_beats_chance(tmp_path):
