@@ -32,15 +32,15 @@ def test_bad_hyperparameters(bad):
         CIFARSystem(build_resnet(width=8), **bad)
 
 
-def test_compile_mode_reaches_torch_compile(monkeypatch):
+@pytest.mark.parametrize(("value", "mode"), [(True, None), ("reduce-overhead", "reduce-overhead")])
+def test_compile_mode_reaches_torch_compile(monkeypatch, value, mode):
     """``compile`` true -> torch.compile's default mode; a mode name is passed through (compiling itself is not run)."""
-    for value, mode in [(True, None), ("reduce-overhead", "reduce-overhead")]:
-        system = CIFARSystem(build_resnet(width=8), compile=value)
-        calls = []
-        monkeypatch.setattr(system.backbone, "compile", lambda **kw: calls.append(kw))
-        system.setup("fit")
-        system.setup("test")
-        assert calls == [{"mode": mode}]  # compiled once, in the mode asked for
+    system = CIFARSystem(build_resnet(width=8), compile=value)
+    calls = []
+    monkeypatch.setattr(system.backbone, "compile", lambda **kw: calls.append(kw))
+    system.setup("fit")
+    system.setup("test")
+    assert calls == [{"mode": mode}]  # compiled once, in the mode asked for
 
 
 def test_short_training_beats_chance(tmp_path):
