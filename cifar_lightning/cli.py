@@ -11,7 +11,7 @@ import sys
 
 from jsonargparse import lazy_instance
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from cifar_lightning.callbacks import EpochTimer
@@ -22,7 +22,12 @@ from cifar_lightning.system import CIFARSystem
 
 
 class CifarCLI(LightningCLI):
-    """LightningCLI with the course's default callbacks and a test of the best checkpoint after ``fit``."""
+    """LightningCLI with the course's default callbacks and a test of the best checkpoint after ``fit``.
+
+    ``--trainer.enable_progress_bar false`` wins over a progress bar that a config lists under ``trainer.callbacks``
+    (configs/full.yaml's TQDMProgressBar, which refreshes every 20 steps because reading the bar's numbers waits for
+    the GPU): the bar is dropped, where Lightning alone would refuse the pair.
+    """
 
     def add_arguments_to_parser(self, parser):
         parser.set_defaults({"model.backbone": lazy_instance(CifarResNet, depth=18)})
@@ -35,6 +40,14 @@ class CifarCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(EpochTimer, "epoch_timer")
         parser.add_argument("--test_after_fit", type=bool, default=True, help="test the best checkpoint after fit")
+
+    def instantiate_trainer(self, **kwargs):
+        trainer = self.config_init.get(str(self.subcommand), self.config_init).get("trainer", {})
+        callbacks = trainer.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        if trainer.get("enable_progress_bar") is False and any(isinstance(cb, ProgressBar) for cb in callbacks):
+            kwargs.setdefault("callbacks", [cb for cb in callbacks if not isinstance(cb, ProgressBar)])
+        return super().instantiate_trainer(**kwargs)
 
     def after_fit(self):
         if not self.config.fit.test_after_fit:

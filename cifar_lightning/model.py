@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torchvision.models import ResNet, ResNet18_Weights, ResNet34_Weights
 from torchvision.models.resnet import BasicBlock
@@ -101,6 +102,24 @@ def build_resnet(
     """A ResNet-``depth`` for ``num_classes`` classes; ``pretrained`` loads ImageNet weights (see above)."""
     return CifarResNet(depth=depth, num_classes=num_classes, cifar_stem=cifar_stem, pretrained=pretrained, width=width,
                        blocks=blocks)
+
+
+def feature_map_sides(depth: int = 18, cifar_stem: bool = True, size: int = 32) -> dict[str, int]:
+    """Side of the square feature map after the stem and after each stage, for one ``size``x``size`` image.
+
+    Returns ``{"stem": ..., "layer1": ..., "layer2": ..., "layer3": ..., "layer4": ...}``; "stem" is the map that
+    goes into ``layer1``. The shapes are computed on the ``meta`` device: nothing is allocated or computed, so a
+    224-pixel ImageNet input costs nothing either. With the CIFAR stem a 32px image gives 32, 32, 16, 8, 4; with the
+    ImageNet stem 8, 8, 4, 2, 1.
+    """
+    with torch.device("meta"):
+        net = build_resnet(depth=depth, cifar_stem=cifar_stem).eval()
+        x = net.maxpool(net.relu(net.bn1(net.conv1(torch.empty(1, 3, size, size)))))
+        sides = {"stem": x.shape[-1]}
+        for name in ["layer1", "layer2", "layer3", "layer4"]:
+            x = getattr(net, name)(x)
+            sides[name] = x.shape[-1]
+    return sides
 
 
 def count_parameters(net: nn.Module) -> int:

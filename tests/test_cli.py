@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cifar_lightning.cli import main
+from cifar_lightning import CIFAR10DataModule, CIFARSystem
+from cifar_lightning.cli import CifarCLI, main
 from tests.conftest import write_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,27 @@ def test_fit_writes_best_and_last_checkpoints(tmp_path):
           "--trainer.limit_val_batches", "1", "--trainer.default_root_dir", str(tmp_path)])
     ckpts = {p.name for p in tmp_path.rglob("*.ckpt")}
     assert "last.ckpt" in ckpts and any(name.startswith("best-") for name in ckpts)
+
+
+# configs/full.yaml and configs/long.yaml on a CPU: their TQDMProgressBar (refresh_rate 20) stays in trainer.callbacks
+GPU_CONFIG_ON_CPU = ["--trainer.accelerator", "cpu", "--trainer.precision", "32-true"]
+
+
+@pytest.mark.parametrize("config", ["configs/full.yaml", "configs/long.yaml"])
+def test_gpu_configs_keep_their_progress_bar_unless_disabled(tmp_path, config):
+    def progress_bar(*args):
+        cli = CifarCLI(CIFARSystem, CIFAR10DataModule, run=False, args=[
+            "--config", str(ROOT / config), *GPU_CONFIG_ON_CPU, *args, "--trainer.default_root_dir", str(tmp_path)])
+        return cli.trainer.progress_bar_callback
+
+    assert progress_bar().refresh_rate == 20
+    assert progress_bar("--trainer.enable_progress_bar", "false") is None
+
+
+def test_full_config_runs_without_progress_bar(capsys, tmp_path):
+    main(["fit", "--config", str(ROOT / "configs/full.yaml"), *GPU_CONFIG_ON_CPU, *SMALL,
+          "--trainer.fast_dev_run", "2", "--trainer.default_root_dir", str(tmp_path)])
+    assert "test accuracy:" in capsys.readouterr().out
 
 
 def fails_with(capsys, args, pattern):

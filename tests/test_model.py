@@ -3,7 +3,7 @@ import urllib.error
 import pytest
 import torch
 
-from cifar_lightning import CifarLightningError, build_resnet, count_parameters
+from cifar_lightning import CifarLightningError, build_resnet, count_parameters, feature_map_sides
 from cifar_lightning.model import CifarResNet, ResNet18_Weights
 
 
@@ -29,6 +29,32 @@ def test_cifar_stem_keeps_resolution():
     x = torch.randn(1, 3, 32, 32)
     assert cifar.maxpool(cifar.conv1(x)).shape[-1] == 32
     assert imagenet.maxpool(imagenet.conv1(x)).shape[-1] == 8
+
+
+@pytest.mark.parametrize("depth", [18, 34])
+def test_feature_map_sides(depth):
+    stages = ["stem", "layer1", "layer2", "layer3", "layer4"]
+    for cifar_stem, size, sides in [(True, 32, [32, 32, 16, 8, 4]), (False, 32, [8, 8, 4, 2, 1]),
+                                    (False, 224, [56, 56, 28, 14, 7])]:
+        found = feature_map_sides(depth=depth, cifar_stem=cifar_stem, size=size)
+        assert list(found.items()) == list(zip(stages, sides, strict=True))  # in order: the columns of lesson 03's table
+
+
+@pytest.mark.parametrize("cifar_stem", [True, False])
+def test_feature_map_sides_match_a_real_forward_pass(cifar_stem):
+    net, seen = build_resnet(cifar_stem=cifar_stem).eval(), {}
+
+    def record(name):
+        def hook(module, args, out):
+            seen[name] = out.shape[-1]
+        return hook
+
+    for name in ["layer1", "layer2", "layer3", "layer4"]:
+        getattr(net, name).register_forward_hook(record(name))
+    net.maxpool.register_forward_hook(record("stem"))
+    with torch.no_grad():
+        net(torch.randn(1, 3, 40, 40))  # 40: the ImageNet stem rounds 40 -> 20 -> 10, then 10, 5, 3, 2
+    assert feature_map_sides(cifar_stem=cifar_stem, size=40) == seen
 
 
 def test_width_scales_channels():
