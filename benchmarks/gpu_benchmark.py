@@ -105,7 +105,7 @@ class Recorder(L.Callback):
         return time.perf_counter()
 
     def on_train_epoch_start(self, trainer, pl_module):
-        self.start, self.images = self._now(pl_module), 0
+        self.start, self.images, self.validated = self._now(pl_module), 0, False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.images += len(batch[1])
@@ -115,13 +115,21 @@ class Recorder(L.Callback):
     def on_validation_epoch_end(self, trainer, pl_module):
         if not trainer.sanity_checking and "val_acc" in trainer.callback_metrics:
             self.val_acc.append(float(trainer.callback_metrics["val_acc"]))
+            self.validated = True
 
     def on_train_epoch_end(self, trainer, pl_module):
         end = self._now(pl_module)
         images = self.images * trainer.world_size  # every rank trains on its own shard
         train_s = self.train_end - self.start
         self.epochs.append({"train_s": train_s, "epoch_s": end - self.start, "images": images,
-                            "images_per_s": images / train_s})
+                            "images_per_s": images / train_s, "validated": self.validated})
+
+
+def first_validation_overhead(epochs: list[dict]) -> float | None:
+    """Extra time of the first validation over a later one (torch.compile's eval-mode graphs, cuDNN autotuning of the
+    eval shapes); None with fewer than two validations."""
+    val_s = [e["epoch_s"] - e["train_s"] for e in epochs if e.get("validated")]
+    return val_s[0] - statistics.median(val_s[1:]) if len(val_s) > 1 else None
 
 
 def versions() -> dict:
@@ -169,6 +177,7 @@ def run_job(args, extra: list[str]) -> None:
         "images_per_s": statistics.median(e["images_per_s"] for e in rec.epochs[1:] or rec.epochs),
         # extra time of the first epoch (cuDNN autotuning, torch.compile) over a steady epoch
         "first_epoch_overhead_s": rec.epochs[0]["train_s"] - statistics.median(steady),
+        "first_validation_overhead_s": first_validation_overhead(rec.epochs),
         "peak_gpu_mem_gib": peak, "versions": versions(), "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -252,7 +261,8 @@ def report(args) -> None:
         rs.sort(key=lambda r: r["seed"])
         row = {"name": name, "config": rs[0]["config"], "extra": " ".join(rs[0]["extra"]), "gpus": rs[0]["world_size"],
                "seeds": [r["seed"] for r in rs], "epochs": rs[0]["epochs"]}
-        for key in ("test_acc", "val_acc", "fit_s", "data_setup_s", "images_per_s", "first_epoch_overhead_s", "peak_gpu_mem_gib"):
+        for key in ("test_acc", "val_acc", "fit_s", "data_setup_s", "images_per_s", "first_epoch_overhead_s",
+                    "first_validation_overhead_s", "peak_gpu_mem_gib"):
             vals = [r[key] for r in rs if r.get(key) is not None]
             row[key] = mean_std(vals) if vals else None
         rows.append(row)
@@ -267,13 +277,15 @@ def report(args) -> None:
     lines = [f"Card: {info.get('card')} x{info.get('gpus')}; torch {info.get('torch')}, torchvision {info.get('torchvision')}, "
              f"lightning {info.get('lightning')}, CUDA {info.get('cuda')}, cuDNN {info.get('cudnn')}, Python {info.get('python')}.",
              "Data: the JPEG copy of CIFAR-10 (45k train / 5k val split of the training set, official 10k test set).", "",
-             "| run | config | GPUs | seeds | epochs | test acc % | val acc % | fit s | data load s | train images/s | first-epoch overhead s | peak GPU GiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| run | config | GPUs | seeds | epochs | test acc % | val acc % | fit s | data load s | train images/s "
+             "| first-epoch overhead s | first-validation overhead s | peak GPU GiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         config = r["config"] + (f" `{r['extra']}`" if r["extra"] else "")
         lines.append(f"| {r['name']} | {config} | {r['gpus']} | {','.join(map(str, r['seeds']))} | {r['epochs']} | "
                      f"{fmt(r['test_acc'], 100, 2)} | {fmt(r['val_acc'], 100, 2)} | {fmt(r['fit_s'])} | {fmt(r.get('data_setup_s'))} | "
-                     f"{fmt(r['images_per_s'], digits=0)} | {fmt(r['first_epoch_overhead_s'])} | {fmt(r['peak_gpu_mem_gib'], digits=2)} |")
+                     f"{fmt(r['images_per_s'], digits=0)} | {fmt(r['first_epoch_overhead_s'])} | "
+                     f"{fmt(r.get('first_validation_overhead_s'))} | {fmt(r['peak_gpu_mem_gib'], digits=2)} |")
     for multi in (r for r in rows if r["gpus"] > 1 and r["images_per_s"]):
         # its single-GPU twin: the same name without the DDP part (full-ddp2-compiled -> full-compiled)
         twin = re.sub(r"-ddp\d+(-b\d+)?", "", multi["name"])

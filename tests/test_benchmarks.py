@@ -1,0 +1,53 @@
+"""The GPU benchmark's bookkeeping, on CPU: overheads from the epoch log, DDP rows paired with their single-GPU twin."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def gpu_benchmark():
+    spec = importlib.util.spec_from_file_location("gpu_benchmark", ROOT / "benchmarks" / "gpu_benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def epoch(train_s, val_s=None):
+    return {"train_s": train_s, "epoch_s": train_s + (val_s or 0.0), "validated": val_s is not None}
+
+
+def test_first_validation_overhead(gpu_benchmark):
+    log = [epoch(20.0), epoch(0.9), epoch(0.9, val_s=12.0), epoch(0.9), epoch(0.9, val_s=0.5), epoch(0.9, val_s=0.7)]
+    assert gpu_benchmark.first_validation_overhead(log) == pytest.approx(12.0 - 0.6)
+    assert gpu_benchmark.first_validation_overhead(log[:3]) is None  # one validation: nothing to compare with
+
+
+def job(name, seed, gpus, images_per_s, **extra):
+    return {"name": name, "config": "configs/full.yaml", "seed": seed, "extra": [], "world_size": gpus, "epochs": 18,
+            "fit_s": 25.0, "data_setup_s": 6.0, "test_acc": 0.88, "val_acc": 0.89, "images_per_s": images_per_s,
+            "first_epoch_overhead_s": 1.5, "peak_gpu_mem_gib": 1.5, "versions": {"card": "H100"}, **extra}
+
+
+def test_report_pairs_ddp_rows_with_their_twin_and_reads_only_job_files(gpu_benchmark, tmp_path):
+    jobs = [job("full", 0, 1, 40000.0), job("full", 1, 1, 38000.0), job("full-compiled", 0, 1, 50000.0),
+            job("full-ddp2", 0, 2, 39000.0), job("full-ddp2-compiled", 0, 2, 55000.0, first_validation_overhead_s=3.0)]
+    files = []
+    for j in jobs:
+        files.append(tmp_path / f"{j['name']}-s{j['seed']}.json")
+        files[-1].write_text(json.dumps(j))
+    md = tmp_path / "table.md"
+    gpu_benchmark.report(type("Args", (), {"files": [str(f) for f in files], "md": str(md), "quiet": True})())
+    text = md.read_text()
+    assert "full-ddp2 vs full: 1.00x" in text  # 39,000 / mean(40,000, 38,000)
+    assert "full-ddp2-compiled vs full-compiled: 1.10x" in text
+    assert "full-ddp2 vs full-compiled" not in text and "full-ddp2-compiled vs full:" not in text
+    assert "| 3.0 ± 0.0 |" in text  # the first-validation overhead column
+    summary = json.loads(md.with_suffix(".json").read_text())
+    assert {row["name"] for row in summary["rows"]} == {"full", "full-compiled", "full-ddp2", "full-ddp2-compiled"}
