@@ -152,13 +152,18 @@ def versus_baseline(summary: pd.DataFrame, baseline: str = "baseline") -> pd.Dat
     })
 
 
+def _mean_std(mean, std, scale: float = 1.0, digits: int = 1) -> str:
+    """``mean ± std`` for showing (``–`` without a mean, no ``±`` without a spread)."""
+    if mean is None or pd.isna(mean):
+        return "–"
+    return f"{mean * scale:,.{digits}f}" + ("" if std is None or pd.isna(std) else f" ± {std * scale:,.{digits}f}")
+
+
 def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary as strings for showing: ``93.12 ± 0.15`` (percent), seconds, images/s."""
 
     def pct(mean, std):
-        if pd.isna(mean):
-            return "–"
-        return f"{100 * mean:.2f}" + ("" if pd.isna(std) else f" ± {100 * std:.2f}")
+        return _mean_std(mean, std, scale=100, digits=2)
 
     return pd.DataFrame({
         "setting": summary["setting"],
@@ -276,11 +281,9 @@ def benchmark_table(path: str | Path, runs: list[str] | None = None) -> pd.DataF
     missing = [name for name in runs or [] if name not in rows]
     check(not missing, f"{path} has no run named {', '.join(missing)}; it has {', '.join(rows)}")
 
-    def fmt(value, scale=1.0, digits=1):
-        if value is None:
-            return "–"
-        mean, std = value
-        return f"{mean * scale:,.{digits}f}" + (f" ± {std * scale:,.{digits}f}" if std else "")
+    def fmt(value, scale=1.0, digits=1):  # value: [mean, std] over seeds; one seed has std 0: no spread shown
+        mean, std = value or (None, None)
+        return _mean_std(mean, std or None, scale, digits)
 
     table = pd.DataFrame([{
         "run": name, "config": row["config"] + (f" {row['extra']}" if row["extra"] else ""), "GPUs": row["gpus"],
