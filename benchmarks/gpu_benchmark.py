@@ -35,6 +35,22 @@ from cifar_lightning import CIFAR10DataModule, CIFARSystem, sources  # noqa: E40
 from cifar_lightning.cli import CifarCLI  # noqa: E402
 
 SEEDS = (0, 1, 2)
+# Extra CLI options: validate only after the last of ``n`` epochs; EMA of the weights; progressive crops.
+def epochs_val_end(n: int) -> list[str]:
+    return ["--trainer.max_epochs", str(n), "--trainer.check_val_every_n_epoch", str(n)]
+
+
+def ema(decay: float) -> list[str]:
+    return ["--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging", "--trainer.callbacks.decay", str(decay)]
+
+
+def crops(size: int = 24, fraction: float = 0.75) -> list[str]:
+    return ["--trainer.callbacks+=cifar_lightning.callbacks.ProgressiveCrop", "--trainer.callbacks.size", str(size),
+            "--trainer.callbacks.fraction", str(fraction)]
+
+
+GRAPHS = ["--model.compile", "reduce-overhead"]
+
 # name, config, seeds, GPUs, extra CLI options, run the test set
 PLANS = {
     "smoke": [("fast", "configs/full.yaml", (0,), 1, ["--trainer.max_epochs", "2"], True)],
@@ -73,6 +89,37 @@ PLANS = {
         ("full-compiled", "configs/full.yaml", SEEDS, 1, ["--model.compile", "reduce-overhead"], True),
         ("full-ddp2-compiled", "configs/full.yaml", (0,), 2, ["--trainer.devices", "2", "--trainer.strategy", "ddp",
                                                              "--data.batch_size", "256", "--model.compile", "reduce-overhead"], True),
+    ],
+    # Session 3 (validation only): fewer epochs to the target (EMA of the weights) and cheaper epochs (24-pixel
+    # crops for the first 75 % of the epochs), alone and together; the long recipe with both.
+    "tune-c": [
+        ("t-long100-ema", "configs/long.yaml", (0,), 1, [*epochs_val_end(100), *ema(0.999)], False),
+        ("t-long100-crop24-ema", "configs/long.yaml", (0,), 1, [*epochs_val_end(100), *crops(24, 0.9), *ema(0.999)], False),
+        ("t-e40", "configs/full.yaml", (0,), 1, epochs_val_end(40), False),
+        ("t-e40-crop24-ema", "configs/full.yaml", (0,), 1, [*epochs_val_end(40), *crops(), *ema(0.995)], False),
+        ("t-e30-crop24-graphs", "configs/full.yaml", (0,), 1, [*epochs_val_end(30), *crops(), *GRAPHS], False),
+        ("t-e30-crop24-ema-graphs", "configs/full.yaml", (0,), 1, [*epochs_val_end(30), *crops(), *ema(0.995), *GRAPHS], False),
+        ("t-e30", "configs/full.yaml", (0,), 1, epochs_val_end(30), False),
+        ("t-e30-ema", "configs/full.yaml", (0,), 1, [*epochs_val_end(30), *ema(0.995)], False),
+        ("t-e30-crop24", "configs/full.yaml", (0,), 1, [*epochs_val_end(30), *crops()], False),
+        ("t-e30-crop24-ema", "configs/full.yaml", (0,), 1, [*epochs_val_end(30), *crops(), *ema(0.995)], False),
+    ],
+    # Session 3: the configs with 24-pixel crops and EMA (full: 40 epochs, long: 100), each with 3 seeds beside
+    # the classic recipe; full also with CUDA graphs, and for 30 epochs with CUDA graphs. Longest first.
+    "v3": [
+        ("classic", "configs/classic.yaml", (0,), 1, [], True),
+        ("long", "configs/long.yaml", SEEDS, 1, [], True),
+        ("full-compiled", "configs/full.yaml", SEEDS, 1, GRAPHS, True),
+        ("full-e30-compiled", "configs/full.yaml", SEEDS, 1,
+         ["--trainer.max_epochs", "30", "--trainer.check_val_every_n_epoch", "15", *GRAPHS], True),
+        ("full", "configs/full.yaml", SEEDS, 1, [], True),
+    ],
+    # The same after the EMA update was made sync-free (call 2 above measured Lightning's slow update): the configs
+    # as they are, beside the classic recipe.
+    "v3b": [
+        ("classic", "configs/classic.yaml", (0,), 1, [], True),
+        ("long", "configs/long.yaml", SEEDS, 1, [], True),
+        ("full", "configs/full.yaml", SEEDS, 1, [], True),
     ],
     # What fits a short lease: the classic recipe once beside the fast config's three seeds (one per GPU).
     "mini": [

@@ -38,20 +38,25 @@ def reflect_index(positions: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def crop_flip(images: torch.Tensor, padding: int = 4, crop: bool = True, flip: bool = True,
-              generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random ``padding``-reflect-padded crop of the same size, then a random horizontal flip, per sample.
+              generator: torch.Generator | None = None, size: int | None = None) -> torch.Tensor:
+    """Random ``size``-pixel crop of the ``padding``-reflect-padded images, then a random horizontal flip, per sample.
 
-    ``images``: ``[N, C, H, W]`` of any dtype and device. Offsets are uniform over the ``2 * padding + 1``
-    positions of each axis (like ``RandomCrop``), flips have probability 1/2. Returns a tensor of the same
-    shape and dtype in channels_last memory layout (what the network wants next).
+    ``images``: ``[N, C, H, W]`` of any dtype and device; ``size`` defaults to the image's own (square images
+    when set). Offsets are uniform over the ``H + 2 * padding - size + 1`` positions of each axis (like
+    ``RandomCrop(size, padding)``), flips have probability 1/2. Returns ``[N, C, size, size]`` of the same
+    dtype in channels_last memory layout (what the network wants next).
     """
     n, _, h, w = images.shape
     dev = images.device
-    rows = torch.arange(h, device=dev).expand(n, h)
-    cols = torch.arange(w, device=dev).expand(n, w)
+    out_h, out_w = (size, size) if size else (h, w)
+    check(crop or (out_h, out_w) == (h, w), "a crop size needs crop=True")
+    check(out_h <= h + 2 * padding and out_w <= w + 2 * padding,
+          f"crop size {size} is larger than the padded image ({h + 2 * padding})")
+    rows = torch.arange(out_h, device=dev).expand(n, out_h)
+    cols = torch.arange(out_w, device=dev).expand(n, out_w)
     if crop:
-        top = torch.randint(0, 2 * padding + 1, (n, 1), device=dev, generator=generator) - padding
-        left = torch.randint(0, 2 * padding + 1, (n, 1), device=dev, generator=generator) - padding
+        top = torch.randint(0, h + 2 * padding - out_h + 1, (n, 1), device=dev, generator=generator) - padding
+        left = torch.randint(0, w + 2 * padding - out_w + 1, (n, 1), device=dev, generator=generator) - padding
         rows, cols = reflect_index(rows + top, h), reflect_index(cols + left, w)
     if flip:
         flipped = torch.rand(n, 1, device=dev, generator=generator) < 0.5
@@ -80,6 +85,8 @@ class BatchTransform:
     """A preset's augmentation, optional resize and normalization for uint8 ``[N, C, H, W]`` batches.
 
     Returns float32 in channels_last layout. ``generator`` (on the images' device) makes draws reproducible.
+    ``crop_size`` (crop presets only) cuts smaller training windows than the images, e.g. 24 of 32 pixels:
+    the objects keep their scale and a step costs (24/32)^2 of the compute (:class:`ProgressiveCrop` sets it).
     """
 
     def __init__(self, preset: str = "none", normalize: str = "cifar10", resize: int | None = None,
@@ -90,6 +97,7 @@ class BatchTransform:
               "or on_device=False for the per-sample CPU transforms")
         check(resize is None or resize >= 32, f"resize must be at least 32 pixels, got {resize}")
         self.preset, self.resize, self.generator = preset, resize, generator
+        self.crop_size: int | None = None
         self.stats = normalization(normalize)
         self._cache: dict = {}
 
@@ -97,7 +105,7 @@ class BatchTransform:
         check(images.ndim == 4, f"expected a batch [N, C, H, W], got shape {tuple(images.shape)}")
         x = images
         if self.preset != "none":
-            x = crop_flip(x, crop="crop" in self.preset, generator=self.generator)
+            x = crop_flip(x, crop="crop" in self.preset, generator=self.generator, size=self.crop_size)
         x = x.float()  # still 0..255
         if self.preset == "flip_crop_rotate":
             x = rotate(x, 15.0, generator=self.generator)

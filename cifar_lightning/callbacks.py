@@ -1,4 +1,4 @@
-"""The training-trick callbacks: Lightning's own, built from plain arguments, plus EpochTimer and GradNormLogger.
+"""The training-trick callbacks: Lightning's own, built from plain arguments, plus a few of our own.
 
     from cifar_lightning import build_callbacks
     trainer = L.Trainer(callbacks=build_callbacks(early_stopping_patience=5, swa_lrs=0.01))
@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import lightning as L
@@ -13,12 +14,16 @@ import torch
 from lightning.pytorch.callbacks import (
     Callback,
     EarlyStopping,
+    EMAWeightAveraging,
     GradientAccumulationScheduler,
     LearningRateMonitor,
     ModelCheckpoint,
     StochasticWeightAveraging,
 )
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import grad_norm
+
+from cifar_lightning.errors import check
 
 
 class EpochTimer(Callback):
@@ -76,6 +81,70 @@ class GradNormLogger(Callback):
         norms = grad_norm(pl_module, 2)
         if norms:
             pl_module.log("grad_norm_clipped", norms["grad_2.0_norm_total"], on_step=True, on_epoch=False)
+
+
+class ProgressiveCrop(Callback):
+    """Trains on ``size``-pixel random crops for the first ``fraction`` of the epochs, then on full-size ones.
+
+    A cheaper step early on ((24/32)^2 = 0.56 of the compute at 24 pixels) while the objects keep the scale
+    they have at test time; the last epochs at full size let the network settle on the test-time input.
+    Needs the DataModule's GPU path (``data.on_device: true``) with a crop preset.
+    """
+
+    def __init__(self, size: int = 24, fraction: float = 0.75):
+        check(size > 0, f"size must be positive, got {size}")
+        check(0 <= fraction <= 1, f"fraction must be in [0, 1], got {fraction}")
+        self.size, self.fraction = size, fraction
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        transform = getattr(trainer.datamodule, "batch_train_transform", None)
+        check(transform is not None and getattr(trainer.datamodule, "on_device", False),
+              "ProgressiveCrop needs a CIFAR10DataModule with on_device=True")
+        small = trainer.current_epoch < round(self.fraction * trainer.max_epochs)
+        transform.crop_size = self.size if small else None
+
+
+class EMAWeights(EMAWeightAveraging):
+    """Lightning's EMA of the weights (validation and checkpoints use the average), tested with the average too.
+
+    Its per-step update is one fused ``lerp`` without GPU syncs (Lightning's costs two syncs a step).
+    Lightning's callback, whenever it loads a checkpoint while it holds an average, puts the raw training weights
+    (``current_model_state``) back into the model: also for ``trainer.test(ckpt_path="best")`` right after fit,
+    which would then test other weights than the ones validated. Outside fitting this keeps the checkpoint's
+    ``state_dict``: the average. Resuming a fit (``ckpt_path`` in ``fit``) restores both, as Lightning does.
+    """
+
+    def __init__(self, decay: float = 0.999, **kwargs):
+        check(0 < decay < 1, f"decay must be in (0, 1), got {decay}")
+        super().__init__(decay=decay, **kwargs)
+        self.decay = decay
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step_idx = trainer.global_step - 1  # the same bookkeeping as Lightning's, a faster update
+        if trainer.global_step > self._latest_update_step and self.should_update(step_idx=step_idx):
+            self._update(pl_module)
+            self._latest_update_step = trainer.global_step
+
+    @torch.no_grad()
+    def _update(self, pl_module) -> None:
+        # AveragedModel.update_parameters launches a few kernels per tensor and reads its step counter back from the
+        # GPU twice a step (two syncs that stall the queue): it slowed the fast recipe on an H100
+        # (benchmarks/NOTES-gpu.md §5). One fused lerp over all float tensors instead, no sync.
+        average = self._average_model
+        pairs = zip(itertools.chain(average.module.parameters(), average.module.buffers()),
+                    itertools.chain(pl_module.parameters(), pl_module.buffers()), strict=True)
+        floats, counters = [], []
+        for avg, cur in pairs:
+            (floats if avg.is_floating_point() else counters).append((avg, cur))
+        if floats:
+            torch._foreach_lerp_([a for a, _ in floats], [c.detach() for _, c in floats], 1 - self.decay)
+        for avg, cur in counters:  # BatchNorm's num_batches_tracked: a counter, copied (an average of it means nothing)
+            avg.copy_(cur)
+        average.n_averaged += 1  # what Lightning's checkpoints store
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint):
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
 
 def latest_checkpoint(dirpath: str | None = None) -> ModelCheckpoint:

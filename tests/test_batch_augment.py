@@ -108,3 +108,26 @@ def test_policy_presets_are_refused_with_a_clear_error():
 def test_resize_upsamples_batches():
     out = BatchTransform("flip_crop", "imagenet", resize=64)(images(2))
     assert out.shape == (2, 3, 64, 64)
+
+
+def test_smaller_crops_are_windows_of_the_padded_image_at_every_offset():
+    n, size = 2000, 24
+    out = crop_flip(coordinate_image(n), size=size, generator=torch.Generator().manual_seed(3))
+    assert out.shape == (n, 3, size, size) and out.is_contiguous(memory_format=torch.channels_last)
+    x = images(8)
+    small = crop_flip(x, size=size, generator=torch.Generator().manual_seed(4))
+    padded = F.pad(x.float(), (4,) * 4, mode="reflect").to(torch.uint8)
+    for i in range(len(x)):  # each is one of the (40 - 24 + 1)^2 windows of the padded image, maybe mirrored
+        windows = padded[i].unfold(1, size, 1).unfold(2, size, 1).permute(1, 2, 0, 3, 4).reshape(-1, 3, size, size)
+        assert any(torch.equal(small[i], w) or torch.equal(small[i], w.flip(-1)) for w in windows)
+    top = out[:, 1].long().amin(dim=(1, 2))  # coordinate image: the smallest row seen in the window
+    # windows start at rows -4..12 of the padded axis; reflected rows read back as 0..4, so check the far edge
+    bottom = out[:, 1, -1, 12].long()  # a column away from the flip's effect on rows
+    assert top.min() == 0 and bottom.max() == 31 and bottom.min() == 19  # last row: 19 (offset -4) .. 31 (clipped)
+
+
+def test_crop_size_errors_are_clear():
+    with pytest.raises(CifarLightningError, match="larger than the padded image"):
+        crop_flip(images(2), size=48)
+    with pytest.raises(CifarLightningError, match="needs crop=True"):
+        crop_flip(images(2), crop=False, size=24)
