@@ -25,6 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cifar_lightning.errors import check
+from cifar_lightning.lesson import project_root
 from cifar_lightning.plots import plot_metric_curves
 from cifar_lightning.tracking import DEFAULT_PROJECT, resolve_mode
 
@@ -176,6 +177,14 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def _shown(path: str | Path) -> str:
+    """``path`` relative to the project root when inside it: what a reader of a notebook or slide can find."""
+    try:
+        return str(Path(path).resolve().relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
 def load_comparison(folder: str | Path, committed: str | Path | None = None, project: str = DEFAULT_PROJECT,
                     entity: str | None = None, tag: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """``(runs, curves, where)`` of a comparison: from W&B when online; otherwise the local run records under
@@ -192,7 +201,7 @@ def load_comparison(folder: str | Path, committed: str | Path | None = None, pro
     if not records and committed is not None and (Path(committed) / RUNS_CSV).exists():
         runs, curves, meta = load_compact(committed)
         about = ", ".join(str(x) for x in (meta.get("device"), meta.get("note")) if x)
-        return runs, curves, f"the committed summary {committed}" + (f" ({about})" if about else "")
+        return runs, curves, f"the committed summary {_shown(committed)}" + (f" ({about})" if about else "")
     return runs_table(records), curves_table(records), where
 
 

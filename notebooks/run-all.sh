@@ -17,5 +17,6 @@ fi
 for nb in "${notebooks[@]}"; do
   start=$(date +%s)
   papermill --kernel python3 --cwd . --no-progress-bar "$nb" "$nb"
+  python3 clean_outputs.py "$nb"   # widget warnings of machines without ipywidgets
   echo "$nb: $(( $(date +%s) - start )) s"
 done
