@@ -49,7 +49,9 @@ SWA = {"class_path": "lightning.pytorch.callbacks.StochasticWeightAveraging",
        "init_args": {"swa_lrs": 0.01, "swa_epoch_start": 0.6}}
 
 # Made for configs/full.yaml (SGD nesterov lr 0.2 + linear OneCycle, label smoothing 0.2, flip_crop, flip TTA,
-# bf16-mixed): each arm turns one of its tricks off, or one more on (SWA), or swaps one choice.
+# bf16-mixed): each arm turns one of its tricks off, or one more on (SWA), or swaps one choice. The committed
+# comparison (benchmarks/results/comparison-*) ran with its 18-epoch version, before ProgressiveCrop and EMAWeights
+# joined the config; with today's config every arm keeps those two, and "swa" averages on top of the EMA.
 SETTINGS = [
     Setting("baseline", "the base config as it is"),
     Setting("no_label_smoothing", "label smoothing 0.2 -> 0", ["--model.label_smoothing", "0"]),
