@@ -43,22 +43,25 @@ class Setting:
     overrides: list[str] = field(default_factory=list)
     test_ckpt: str | None = "best"  # None: the weights in memory (SWA's average exists only there)
     lr_factor: float | None = None  # use the LR finder's suggestion times this
+    drop: tuple[str, ...] = ()  # class names of the config's callbacks this arm removes
 
 
 SWA = {"class_path": "lightning.pytorch.callbacks.StochasticWeightAveraging",
        "init_args": {"swa_lrs": 0.01, "swa_epoch_start": 0.6}}
 
-# Made for configs/full.yaml (SGD nesterov lr 0.2 + linear OneCycle, label smoothing 0.2, flip_crop, flip TTA,
-# bf16-mixed): each arm turns one of its tricks off, or one more on (SWA), or swaps one choice. The committed
-# comparison (benchmarks/results/comparison-*) ran with its 18-epoch version, before ProgressiveCrop and EMAWeights
-# joined the config; with today's config every arm keeps those two, and "swa" averages on top of the EMA.
+# Made for configs/full.yaml (SGD nesterov lr 0.2 + linear OneCycle, label smoothing 0.2, flip_crop, 24-pixel
+# crops early, EMA of the weights, flip TTA, bf16-mixed): each arm turns one of its tricks off, or swaps one choice.
+# The committed comparison (benchmarks/results/comparison-*) ran with the 18-epoch config of the time, which had
+# neither the crops nor the EMA (so neither no_ema nor no_progressive_crop ran, and swa replaced nothing).
 SETTINGS = [
     Setting("baseline", "the base config as it is"),
     Setting("no_label_smoothing", "label smoothing 0.2 -> 0", ["--model.label_smoothing", "0"]),
     Setting("no_augmentation", "flip_crop -> no augmentation", ["--data.augment", "none"]),
     Setting("no_tta_flip", "test on each image alone, not averaged with its mirror", ["--model.tta_flip", "false"]),
-    Setting("swa", "stochastic weight averaging over the last 40% of epochs",
-            ["--trainer.callbacks+", json.dumps(SWA)], test_ckpt=None),
+    Setting("no_progressive_crop", "24-pixel crops early -> 32-pixel crops throughout", drop=("ProgressiveCrop",)),
+    Setting("no_ema", "EMA of the weights -> the weights themselves", drop=("EMAWeights",)),
+    Setting("swa", "stochastic weight averaging over the last 40% of epochs (instead of any EMA)",
+            ["--trainer.callbacks+", json.dumps(SWA)], test_ckpt=None, drop=("EMAWeights",)),
     Setting("fp32", "bf16 mixed precision -> full fp32", ["--trainer.precision", "32-true"]),
     Setting("no_lr_schedule", "one-cycle -> a constant learning rate", ["--model.scheduler", "none"]),
     Setting("adam", "SGD (lr 0.2, nesterov momentum 0.9) -> Adam (lr 0.001)",
@@ -114,6 +117,18 @@ def suggest_lr(base_args: list[str], out: Path, num_training: int, stop_on_diver
     return float(suggestion), plot
 
 
+def drop_callbacks(trainer, setting: Setting) -> list[str]:
+    """Remove the callbacks ``setting.drop`` names from ``trainer`` (before fit); returns the names removed.
+
+    An arm whose only change is a drop must find what it drops: otherwise it would rerun the baseline unnoticed.
+    """
+    dropped = [type(c).__name__ for c in trainer.callbacks if type(c).__name__ in setting.drop]
+    check(dropped or not setting.drop or setting.overrides,
+          f"setting {setting.name} removes {', '.join(setting.drop)}, which the config does not have: use configs/full.yaml")
+    trainer.callbacks[:] = [c for c in trainer.callbacks if type(c).__name__ not in setting.drop]
+    return dropped
+
+
 def run_one(setting: Setting, seed: int, base_args: list[str], out: Path, project: str, tag: str, lr: float | None,
             log_model: bool, media: bool) -> dict:
     """Fit and test one run of one setting; returns its local record."""
@@ -127,10 +142,12 @@ def run_one(setting: Setting, seed: int, base_args: list[str], out: Path, projec
         args += ["--trainer.callbacks+", json.dumps({"class_path": "cifar_lightning.run_report.RunReport"})]
     cli = build_cli(args, out)
     trainer, tracker = cli.trainer, cli.trainer.logger
-    # `global_seed`: the data module's own `seed` (its train/val split, fixed) would overwrite a plain `seed`
-    tracker.log_hyperparams({"setting": setting.name, "about": setting.about, "global_seed": seed, "comparison": tag,
-                             "test_weights": "best checkpoint" if setting.test_ckpt else "final weights"})
     try:
+        dropped = drop_callbacks(trainer, setting)
+        # `global_seed`: the data module's own `seed` (its train/val split, fixed) would overwrite a plain `seed`
+        tracker.log_hyperparams({"setting": setting.name, "about": setting.about, "global_seed": seed,
+                                 "comparison": tag, "dropped_callbacks": ",".join(dropped) or "none",
+                                 "test_weights": "best checkpoint" if setting.test_ckpt else "final weights"})
         start = time.perf_counter()
         trainer.fit(cli.model, datamodule=cli.datamodule)
         fit_seconds = time.perf_counter() - start

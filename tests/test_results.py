@@ -194,3 +194,20 @@ def test_committed_gpu_benchmark_has_the_runs_lesson_10_shows():
     runs = ["classic", "full-compiled", "full-e30-compiled"]  # as in lesson 10's last table
     table = results.benchmark_table(ROOT / "benchmarks" / "results" / "gpu-full.json", runs)
     assert len(table) == 3
+
+
+def test_comparison_arms_drop_the_full_configs_callbacks(tmp_path):
+    cli = comparison.build_cli(["--config", str(ROOT / "configs/full.yaml"), *comparison.SMOKE_ARGS], tmp_path)
+
+    def names():
+        return [type(c).__name__ for c in cli.trainer.callbacks]
+
+    assert {"ProgressiveCrop", "EMAWeights"} <= set(names())
+    arms = {s.name: s for s in comparison.SETTINGS}
+    assert comparison.drop_callbacks(cli.trainer, arms["no_ema"]) == ["EMAWeights"]
+    assert "EMAWeights" not in names() and "ProgressiveCrop" in names()
+    assert comparison.drop_callbacks(cli.trainer, arms["no_progressive_crop"]) == ["ProgressiveCrop"]
+    # an arm that only drops, on a config without the callback, would rerun the baseline: refused
+    with pytest.raises(CifarLightningError, match="does not have"):
+        comparison.drop_callbacks(cli.trainer, arms["no_ema"])
+    assert comparison.drop_callbacks(cli.trainer, arms["swa"]) == []  # swa also adds SWA: allowed
