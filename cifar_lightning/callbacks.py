@@ -102,6 +102,8 @@ class ProgressiveCrop(Callback):
         transform = getattr(trainer.datamodule, "batch_train_transform", None)
         check(transform is not None and getattr(trainer.datamodule, "on_device", False),
               "ProgressiveCrop needs a CIFAR10DataModule with on_device=True")
+        check("crop" in transform.preset,  # without a crop step the size would be ignored: say so instead
+              f"ProgressiveCrop needs a crop preset (data.augment flip_crop or flip_crop_rotate), got {transform.preset}")
         small = trainer.current_epoch < round(self.fraction * trainer.max_epochs)
         transform.crop_size = self.size if small else None
 

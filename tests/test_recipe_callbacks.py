@@ -36,6 +36,9 @@ def test_progressive_crop_is_small_for_the_first_fraction_then_full_size():
 def test_progressive_crop_needs_the_on_device_path():
     with pytest.raises(CifarLightningError, match="on_device=True"):
         ProgressiveCrop().on_train_epoch_start(fake_trainer(CIFAR10DataModule(source="synthetic"), 0), None)
+    with pytest.raises(CifarLightningError, match="crop preset"):
+        dm = CIFAR10DataModule(source="synthetic", on_device=True, augment="flip")
+        ProgressiveCrop().on_train_epoch_start(fake_trainer(dm, 0), None)
     with pytest.raises(CifarLightningError, match="fraction"):
         ProgressiveCrop(fraction=1.5)
 

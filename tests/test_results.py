@@ -211,3 +211,4 @@ def test_comparison_arms_drop_the_full_configs_callbacks(tmp_path):
     with pytest.raises(CifarLightningError, match="does not have"):
         comparison.drop_callbacks(cli.trainer, arms["no_ema"])
     assert comparison.drop_callbacks(cli.trainer, arms["swa"]) == []  # swa also adds SWA: allowed
+    assert "ProgressiveCrop" in arms["no_augmentation"].drop  # crops need the crop augmentation
