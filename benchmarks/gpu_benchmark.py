@@ -51,7 +51,10 @@ def crops(size: int = 24, fraction: float = 0.75) -> list[str]:
 
 GRAPHS = ["--model.compile", "reduce-overhead"]
 
-# name, config, seeds, GPUs, extra CLI options, run the test set
+# name, config, seeds, GPUs, extra CLI options, run the test set. The plans record what each session ran. The
+# configs have changed since: session 3 put the 24-pixel crops and the EMA into full/long.yaml, so the earlier
+# plans now run today's configs (their results: results/gpu-session2.md), and tune-c would add a second crop and EMA
+# callback to them. v3b is the current benchmark.
 PLANS = {
     "smoke": [("fast", "configs/full.yaml", (0,), 1, ["--trainer.max_epochs", "2"], True)],
     "profile": [
