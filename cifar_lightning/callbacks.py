@@ -152,13 +152,17 @@ class EMAWeights(EMAWeightAveraging):
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
 
+# ModelCheckpoint options of ``last.ckpt`` rewritten after every epoch (the CLI's ``last_checkpoint`` uses them too)
+LAST_CHECKPOINT = {"filename": "last", "enable_version_counter": False}
+
+
 def latest_checkpoint(dirpath: str | None = None) -> ModelCheckpoint:
     """A ModelCheckpoint that rewrites ``last.ckpt`` after every epoch, for resuming with ``ckpt_path``.
 
     Needed since Lightning 2.6: ``ModelCheckpoint(monitor=..., save_last=True)`` refreshes ``last.ckpt`` only
     when the monitored metric improves, so it can hold an older epoch than the last one.
     """
-    return ModelCheckpoint(dirpath=dirpath, filename="last", enable_version_counter=False)
+    return ModelCheckpoint(dirpath=dirpath, **LAST_CHECKPOINT)
 
 
 def build_callbacks(

@@ -14,7 +14,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
-from cifar_lightning.callbacks import EpochTimer
+from cifar_lightning.callbacks import LAST_CHECKPOINT, EpochTimer
 from cifar_lightning.data import CIFAR10DataModule
 from cifar_lightning.errors import CifarLightningError
 from cifar_lightning.model import CifarResNet
@@ -36,7 +36,7 @@ class CifarCLI(LightningCLI):
                              "checkpoint.filename": "best-{epoch}-{val_acc:.4f}"})
         # last.ckpt after every epoch (with a monitor, Lightning 2.6's save_last only follows improvements)
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
-        parser.set_defaults({"last_checkpoint.filename": "last", "last_checkpoint.enable_version_counter": False})
+        parser.set_defaults({f"last_checkpoint.{key}": value for key, value in LAST_CHECKPOINT.items()})
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(EpochTimer, "epoch_timer")
         parser.add_argument("--test_after_fit", type=bool, default=True, help="test the best checkpoint after fit")

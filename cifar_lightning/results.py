@@ -25,6 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cifar_lightning.errors import check
+from cifar_lightning.experiment import device_name
 from cifar_lightning.lesson import project_root
 from cifar_lightning.plots import plot_metric_curves
 from cifar_lightning.tracking import DEFAULT_PROJECT, resolve_mode
@@ -275,7 +276,9 @@ def environment_meta() -> dict:
     import torch
     import wandb
 
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    device = device_name()
+    if device == "CPU":
+        device += f" ({os.cpu_count()} cores)"
     return {"device": device, "torch": torch.__version__, "lightning": lightning.__version__,
             "wandb": wandb.__version__}
 
