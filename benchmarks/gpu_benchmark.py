@@ -32,7 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cifar_lightning import CIFAR10DataModule, CIFARSystem, sources  # noqa: E402
+from cifar_lightning.callbacks import best_checkpoint  # noqa: E402
 from cifar_lightning.cli import CifarCLI  # noqa: E402
+from cifar_lightning.results import format_mean_std  # noqa: E402
 
 SEEDS = (0, 1, 2)
 # Extra CLI options: validate only after the last of ``n`` epochs; EMA of the weights; progressive crops.
@@ -73,8 +75,7 @@ PLANS = {
     ],
     # Accuracy against epochs for the full recipe (validation only): how many epochs the 90.7 % target needs.
     "epochs": [
-        (f"t-e{n}", "configs/full.yaml", (0,), 1, ["--trainer.max_epochs", str(n), "--trainer.check_val_every_n_epoch",
-                                                   str(n)], False)
+        (f"t-e{n}", "configs/full.yaml", (0,), 1, epochs_val_end(n), False)
         for n in (40, 30, 24)
     ],
     # Session 2: the long config for as many epochs as fit 3 minutes at the measured 1.25 s/epoch (validated every
@@ -89,9 +90,9 @@ PLANS = {
     ],
     # CUDA graphs through torch.compile(mode="reduce-overhead"): the full recipe, and DDP at the same global batch.
     "compiled": [
-        ("full-compiled", "configs/full.yaml", SEEDS, 1, ["--model.compile", "reduce-overhead"], True),
+        ("full-compiled", "configs/full.yaml", SEEDS, 1, GRAPHS, True),
         ("full-ddp2-compiled", "configs/full.yaml", (0,), 2, ["--trainer.devices", "2", "--trainer.strategy", "ddp",
-                                                             "--data.batch_size", "256", "--model.compile", "reduce-overhead"], True),
+                                                             "--data.batch_size", "256", *GRAPHS], True),
     ],
     # Session 3 (validation only): fewer epochs to the target (EMA of the weights) and cheaper epochs (24-pixel
     # crops for the first 75 % of the epochs), alone and together; the long recipe with both.
@@ -215,18 +216,18 @@ def run_job(args, extra: list[str]) -> None:
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     test_acc = None
     if args.test:
-        ckpt = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
+        ckpt = best_checkpoint(trainer)
         test_acc = float(trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)[0]["test_acc"])
     if not trainer.is_global_zero:
         return
-    steady = [e["train_s"] for e in rec.epochs[1:]] or [rec.epochs[0]["train_s"]]
+    steady = rec.epochs[1:] or rec.epochs  # after the first epoch's start-up, when there is more than one
     result = {
         "name": args.name, "config": args.config, "seed": args.seed, "extra": extra, "world_size": trainer.world_size,
         "epochs": len(rec.epochs), "fit_s": fit_s, "data_setup_s": setup_s, "test_acc": test_acc, "val_acc": rec.val_acc[-1] if rec.val_acc else None,
         "val_acc_curve": rec.val_acc, "epoch_log": rec.epochs,
-        "images_per_s": statistics.median(e["images_per_s"] for e in rec.epochs[1:] or rec.epochs),
+        "images_per_s": statistics.median(e["images_per_s"] for e in steady),
         # extra time of the first epoch (cuDNN autotuning, torch.compile) over a steady epoch
-        "first_epoch_overhead_s": rec.epochs[0]["train_s"] - statistics.median(steady),
+        "first_epoch_overhead_s": rec.epochs[0]["train_s"] - statistics.median(e["train_s"] for e in steady),
         "first_validation_overhead_s": first_validation_overhead(rec.epochs),
         "peak_gpu_mem_gib": peak, "versions": versions(), "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
@@ -318,11 +319,8 @@ def report(args) -> None:
         rows.append(row)
     info = results[0]["versions"] if results else {}
 
-    def fmt(v, scale=1.0, digits=1):
-        if v is None:
-            return "-"
-        m, s = v
-        return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
+    def fmt(v, scale=1.0, digits=1):  # v: [mean, std] over seeds, or None
+        return format_mean_std(*(v or (None, None)), scale, digits)
 
     lines = [f"Card: {info.get('card')} x{info.get('gpus')}; torch {info.get('torch')}, torchvision {info.get('torchvision')}, "
              f"lightning {info.get('lightning')}, CUDA {info.get('cuda')}, cuDNN {info.get('cudnn')}, Python {info.get('python')}.",

@@ -58,7 +58,6 @@ def main() -> None:
     aug = build_batch_transform("flip_crop")
     idx = torch.randperm(50000, device="cuda")[:512]
     print(f"augment 512 (gather + crop/flip + normalize): {cuda_ms(lambda: aug(data[idx])):.3f} ms")
-    rows = []
     for name, batch, bf16, cl, bench in [("classic fp32 NCHW b256", 256, False, False, False),
                                          ("bf16 NCHW b512", 512, True, False, False),
                                          ("bf16 channels_last b512", 512, True, True, False),
@@ -66,7 +65,6 @@ def main() -> None:
                                          ("bf16 channels_last b1024 +cudnn.benchmark", 1024, True, True, True)]:
         torch.backends.cudnn.benchmark = bench
         ms = cuda_ms(make_step(batch, bf16, cl))
-        rows.append((name, ms, batch / ms * 1000))
         print(f"{name:45s} {ms:7.2f} ms/step {batch / ms * 1000:9.0f} img/s  {45000 / (batch / ms * 1000):.2f} s per 45k")
     torch.backends.cudnn.benchmark = True
     step = make_step(512, True, True)

@@ -165,6 +165,15 @@ def latest_checkpoint(dirpath: str | None = None) -> ModelCheckpoint:
     return ModelCheckpoint(dirpath=dirpath, **LAST_CHECKPOINT)
 
 
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    """The file of the monitored ModelCheckpoint's best epoch, or None when none was saved (``fast_dev_run``).
+
+    Not ``last.ckpt``: :func:`latest_checkpoint` (the CLI's ``last_checkpoint``) monitors nothing, and its
+    ``best_model_path`` is simply the last file it wrote.
+    """
+    return next((cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.monitor), "") or None
+
+
 def build_callbacks(
     monitor: str = "val_acc",
     mode: str = "max",

@@ -14,7 +14,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
-from cifar_lightning.callbacks import LAST_CHECKPOINT, EpochTimer
+from cifar_lightning.callbacks import LAST_CHECKPOINT, EpochTimer, best_checkpoint
 from cifar_lightning.data import CIFAR10DataModule
 from cifar_lightning.errors import CifarLightningError
 from cifar_lightning.model import CifarResNet
@@ -52,9 +52,7 @@ class CifarCLI(LightningCLI):
     def after_fit(self):
         if not self.config.fit.test_after_fit:
             return
-        # the monitored ``checkpoint`` callback, not ``last_checkpoint`` (whose best_model_path is last.ckpt)
-        best = next((cb.best_model_path for cb in self.trainer.checkpoint_callbacks if cb.monitor), "")
-        ckpt = best or None  # fast_dev_run saves no checkpoint: test the weights in memory
+        ckpt = best_checkpoint(self.trainer)  # None (fast_dev_run saves none): test the weights in memory
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
         if self.trainer.is_global_zero and results:
             print(f"test accuracy: {results[0]['test_acc']:.4f} ({ckpt or 'final weights'})")

@@ -26,6 +26,7 @@ from unittest import mock
 import torch
 
 from cifar_lightning import results
+from cifar_lightning.callbacks import best_checkpoint
 from cifar_lightning.cli import CifarCLI
 from cifar_lightning.data import CIFAR10DataModule
 from cifar_lightning.errors import CifarLightningError, check
@@ -151,8 +152,8 @@ def run_one(setting: Setting, seed: int, base_args: list[str], out: Path, projec
         start = time.perf_counter()
         trainer.fit(cli.model, datamodule=cli.datamodule)
         fit_seconds = time.perf_counter() - start
-        best = trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path
-        trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=setting.test_ckpt if best else None)
+        ckpt = best_checkpoint(trainer) if setting.test_ckpt else None
+        trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
         tracker.log_metrics({"fit_seconds": fit_seconds})
     finally:
         tracker.finish()  # also after a failure: the next run must not continue this W&B run

@@ -154,7 +154,7 @@ def versus_baseline(summary: pd.DataFrame, baseline: str = "baseline") -> pd.Dat
     })
 
 
-def _mean_std(mean, std, scale: float = 1.0, digits: int = 1) -> str:
+def format_mean_std(mean, std, scale: float = 1.0, digits: int = 1) -> str:
     """``mean ± std`` for showing (``–`` without a mean, no ``±`` without a spread)."""
     if mean is None or pd.isna(mean):
         return "–"
@@ -165,7 +165,7 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary as strings for showing: ``93.12 ± 0.15`` (percent), seconds, images/s."""
 
     def pct(mean, std):
-        return _mean_std(mean, std, scale=100, digits=2)
+        return format_mean_std(mean, std, scale=100, digits=2)
 
     return pd.DataFrame({
         "setting": summary["setting"],
@@ -295,7 +295,7 @@ def benchmark_table(path: str | Path, runs: list[str] | None = None) -> pd.DataF
 
     def fmt(value, scale=1.0, digits=1):  # value: [mean, std] over seeds; one seed has std 0: no spread shown
         mean, std = value or (None, None)
-        return _mean_std(mean, std or None, scale, digits)
+        return format_mean_std(mean, std or None, scale, digits)
 
     table = pd.DataFrame([{
         "run": name, "config": row["config"] + (f" {row['extra']}" if row["extra"] else ""), "GPUs": row["gpus"],

@@ -36,13 +36,12 @@ def merge_streams(outputs: list) -> list:
             merged.append(output)
     for output in merged:
         if output.output_type == "stream":
-            output.text = collapse_carriage_returns(output.text)
+            output.text = clean_text(collapse_carriage_returns(output.text))
     return merged
 
 
 def is_noise(output) -> bool:
     if output.output_type == "stream":
-        output.text = clean_text(output.text)
         return not output.text
     if output.output_type == "display_data" and set(output.data) <= {"text/html", "text/plain"}:
         plain = clean_text(output.data.get("text/plain", ""))
