@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cifar_lightning import CIFAR10DataModule, CIFARSystem, sources  # noqa: E402
-from cifar_lightning.callbacks import best_checkpoint  # noqa: E402
+from cifar_lightning.callbacks import EpochTimer, best_checkpoint  # noqa: E402
 from cifar_lightning.cli import CifarCLI  # noqa: E402
 from cifar_lightning.results import format_mean_std  # noqa: E402
 
@@ -143,7 +143,10 @@ PLANS = {
 
 
 class Recorder(L.Callback):
-    """Times every training epoch twice: training batches only (for images/s) and with validation."""
+    """Times every training epoch twice: training batches only (for images/s) and with validation.
+
+    The CLI's EpochTimer logs the whole epoch; this also needs the end of the last training batch, apart.
+    """
 
     def __init__(self):
         self.epochs: list[dict] = []
@@ -151,8 +154,7 @@ class Recorder(L.Callback):
 
     @staticmethod
     def _now(pl_module) -> float:
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize(pl_module.device)
+        EpochTimer._sync(pl_module)  # the clock waits for the GPU, as EpochTimer's does
         return time.perf_counter()
 
     def on_train_epoch_start(self, trainer, pl_module):

@@ -40,6 +40,17 @@ def write_pickle_batches(root, per_batch=20, seed=0):
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny models run faster on one CPU thread (no contention); the count is restored for the tests after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def cifar10_offline(monkeypatch):
     """torchvision's CIFAR10 download fails as it does without a network."""
     import urllib.error

@@ -13,9 +13,7 @@ from cifar_lightning.experiment import fit_experiment, profile_table, read_metri
 TINY = dict(max_epochs=1, limit_train_batches=3, limit_val_batches=1, enable_checkpointing=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)  # tiny models run faster without thread contention
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,7 @@ from cifar_lightning import CIFAR10DataModule, CIFARSystem, build_callbacks, bui
 from cifar_lightning.experiment import fit_experiment
 
 
-def test_last_ckpt_is_the_final_epoch_even_without_improvement(tmp_path):
-    torch.set_num_threads(1)
+def test_last_ckpt_is_the_final_epoch_even_without_improvement(tmp_path, one_thread):
     dm = CIFAR10DataModule(source="synthetic", batch_size=16, num_workers=0, synthetic_size=(64, 16), subset=32)
     # monitor a metric that never improves after epoch 0: the best checkpoint stays at epoch 0
     callbacks = build_callbacks(monitor="step", mode="min", lr_monitor=False)
