@@ -48,6 +48,11 @@ SAFE_TO_CALL = {"CIFAR10DataModule", "CIFARSystem", "CifarResNet", "build_resnet
 CLI_PREFIXES = (["python", "-m", "cifar_lightning"], ["cifar-lightning"])
 
 
+def safe_to_call(func) -> bool:
+    """A package constructor or builder the check may run to validate a slide's arguments (no side effects)."""
+    return getattr(func, "__name__", "") in SAFE_TO_CALL and getattr(func, "__module__", "").startswith("cifar_lightning")
+
+
 @dataclass
 class Block:
     language: str
@@ -100,7 +105,8 @@ class PythonCheck:
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 self.check_call(node)
-        return self.problems
+        # an assigned call is resolved twice (its variable, then the call itself): report each problem once
+        return list(dict.fromkeys(self.problems))
 
     def resolve(self, node: ast.expr):
         """The object an expression names, an Instance for a constructor call, or None when unknown."""
@@ -145,7 +151,7 @@ class PythonCheck:
             self.problems.append(f"{ast.unparse(node)[:80]}: {err}")
             return
         self.bound.append(ast.unparse(node.func))
-        if getattr(func, "__name__", "") in SAFE_TO_CALL and getattr(func, "__module__", "").startswith("cifar_lightning"):
+        if safe_to_call(func):
             try:
                 self.evaluate(node)
                 self.made.append(ast.unparse(node.func))
@@ -158,8 +164,7 @@ class PythonCheck:
         """The value of a literal, or of a safe package call whose arguments are all such values."""
         if isinstance(node, ast.Call):
             func = self.resolve(node.func)
-            name = getattr(func, "__name__", "")
-            if name not in SAFE_TO_CALL or not getattr(func, "__module__", "").startswith("cifar_lightning"):
+            if not safe_to_call(func):
                 raise NotLiteral
             args = [self.evaluate(a) for a in node.args]
             kwargs = {k.arg: self.evaluate(k.value) for k in node.keywords}
