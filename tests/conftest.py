@@ -10,6 +10,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("MPLBACKEND", "agg")
 
 from cifar_lightning.sources import CLASSES  # noqa: E402
+from tests.helpers import cpu_trainer  # noqa: E402
 
 
 def write_image_folder(root, per_class=(6, 2), suffix=".png", classes=CLASSES, seed=0):
@@ -119,8 +120,8 @@ def csv_run(tmp_path):
 
     def run(name, epochs=3):
         logger = CSVLogger(save_dir=tmp_path, name=name)
-        trainer = L.Trainer(max_epochs=epochs, logger=logger, log_every_n_steps=1, enable_progress_bar=False,
-                            enable_checkpointing=False, enable_model_summary=False, accelerator="cpu")
+        trainer = cpu_trainer(tmp_path, max_epochs=epochs, logger=logger, log_every_n_steps=1,
+                              enable_checkpointing=False)
         trainer.fit(Logs())
         return logger.log_dir
 

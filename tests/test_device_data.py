@@ -8,6 +8,7 @@ from cifar_lightning import CIFAR10DataModule, CIFARSystem
 from cifar_lightning.augment import build_transform
 from cifar_lightning.device_loader import DeviceLoader
 from cifar_lightning.errors import CifarLightningError
+from tests.helpers import cpu_trainer
 
 
 def data(n=103):
@@ -104,8 +105,7 @@ def test_cpu_fallback_fit_augments_training_batches_and_learns(tmp_path):
     system = CIFARSystem(tiny_net(), lr=0.05, scheduler="onecycle_linear",
                          label_smoothing=0.1, channels_last=True)
     rec = Recorder()
-    trainer = L.Trainer(max_epochs=3, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, callbacks=[rec], default_root_dir=tmp_path)
+    trainer = cpu_trainer(tmp_path, max_epochs=3, enable_checkpointing=False, callbacks=[rec])
     trainer.fit(system, datamodule=dm)
     assert trainer.num_training_batches == 9  # 900 training images, batch 100
     first = rec.batches[0][0]

@@ -2,7 +2,6 @@
 
 from types import SimpleNamespace
 
-import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
@@ -15,6 +14,7 @@ from cifar_lightning import (
     ProgressiveCrop,
     build_resnet,
 )
+from tests.helpers import cpu_trainer
 
 
 def fake_trainer(datamodule, epoch, max_epochs=8):
@@ -49,8 +49,7 @@ def fit_and_test(tmp_path, ema):
     dm = CIFAR10DataModule(source="synthetic", batch_size=16, num_workers=0, synthetic_size=(96, 16), on_device=True)
     system = CIFARSystem(build_resnet(width=8), lr=0.1, scheduler="none")
     best = ModelCheckpoint(dirpath=tmp_path, monitor="val_acc", mode="max")
-    trainer = L.Trainer(max_epochs=2, callbacks=[ema, best], logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu")
+    trainer = cpu_trainer(tmp_path, max_epochs=2, callbacks=[ema, best])
     trainer.fit(system, datamodule=dm)
     trainer.test(system, datamodule=dm, ckpt_path="best", verbose=False)
     saved = torch.load(best.best_model_path, weights_only=False)

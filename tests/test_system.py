@@ -6,16 +6,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from cifar_lightning import CIFAR10DataModule, CifarLightningError, CIFARSystem, build_resnet, load_system
 from cifar_lightning.system import smoothed_nll
+from tests.helpers import cpu_trainer
 
 
 def tiny_data(**kw):
     return CIFAR10DataModule(source="synthetic", synthetic_size=(1200, 400), batch_size=64, num_workers=0, **kw)
-
-
-def trainer(tmp_path, **kw):
-    defaults = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                    enable_model_summary=False, default_root_dir=tmp_path)
-    return L.Trainer(**{**defaults, **kw})
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
@@ -47,7 +42,7 @@ def test_short_training_beats_chance(tmp_path):
     L.seed_everything(0)
     system = CIFARSystem(build_resnet(width=8), lr=0.05, scheduler="onecycle")
     dm = tiny_data()
-    t = trainer(tmp_path, max_epochs=2, enable_checkpointing=False)
+    t = cpu_trainer(tmp_path, max_epochs=2, enable_checkpointing=False)
     t.fit(system, dm)
     acc = t.test(system, dm, verbose=False)[0]["test_acc"]
     assert acc > 0.5, acc  # chance is 0.1
@@ -56,14 +51,14 @@ def test_short_training_beats_chance(tmp_path):
 @pytest.mark.parametrize("optimizer,scheduler", [("adam", "cosine"), ("adamw", "plateau"), ("sgd", "none")])
 def test_every_optimizer_and_scheduler_trains(tmp_path, optimizer, scheduler):
     system = CIFARSystem(build_resnet(width=8), optimizer=optimizer, scheduler=scheduler, lr=1e-3)
-    trainer(tmp_path, max_epochs=1, limit_train_batches=3, limit_val_batches=2, enable_checkpointing=False).fit(system, tiny_data())
+    cpu_trainer(tmp_path, max_epochs=1, limit_train_batches=3, limit_val_batches=2, enable_checkpointing=False).fit(system, tiny_data())
     assert system.trainer.global_step == 3
 
 
 def test_checkpoint_restores_identical_predictions(tmp_path):
     system = CIFARSystem(build_resnet(depth=18, width=8), lr=0.05)
     dm = tiny_data()
-    t = trainer(tmp_path, max_epochs=1, limit_train_batches=4, limit_val_batches=2,
+    t = cpu_trainer(tmp_path, max_epochs=1, limit_train_batches=4, limit_val_batches=2,
                 callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)])
     t.fit(system, dm)
     restored = load_system(str(tmp_path / "last.ckpt")).eval()
@@ -84,10 +79,10 @@ class Interrupt(L.Callback):
 def test_resume_from_last_continues(tmp_path):
     dm = tiny_data()
     kw = dict(max_epochs=2, limit_train_batches=5, limit_val_batches=1)
-    first = trainer(tmp_path, callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True), Interrupt()], **kw)
+    first = cpu_trainer(tmp_path, callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True), Interrupt()], **kw)
     first.fit(CIFARSystem(build_resnet(width=8), scheduler="cosine", lr=0.05), dm)
     assert (first.current_epoch, first.global_step) == (1, 5)
-    second = trainer(tmp_path, callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)], **kw)
+    second = cpu_trainer(tmp_path, callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)], **kw)
     second.fit(CIFARSystem(build_resnet(width=8), scheduler="cosine", lr=0.05), dm, ckpt_path=str(tmp_path / "last.ckpt"))
     assert (second.current_epoch, second.global_step) == (2, 10)  # one more epoch, not two
     # the cosine schedule went on from step 5 to its end instead of restarting at the peak
@@ -97,6 +92,6 @@ def test_resume_from_last_continues(tmp_path):
 @pytest.mark.parametrize("steps", [2, 3, 4, 5, 9])
 def test_onecycle_survives_a_few_steps(tmp_path, steps):
     system = CIFARSystem(build_resnet(width=8), scheduler="onecycle_linear", warmup_fraction=0.25)
-    trainer(tmp_path, max_epochs=1, limit_train_batches=steps, limit_val_batches=1, enable_checkpointing=False).fit(
+    cpu_trainer(tmp_path, max_epochs=1, limit_train_batches=steps, limit_val_batches=1, enable_checkpointing=False).fit(
         system, tiny_data())
     assert system.trainer.global_step == steps

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import lightning as L
 import pytest
 
 from cifar_lightning import CIFAR10DataModule, CifarResNet, CIFARSystem, build_callbacks
@@ -15,6 +14,7 @@ from cifar_lightning.errors import CifarLightningError
 from cifar_lightning.results import curves_table, load_records, runs_table
 from cifar_lightning.run_report import RunReport
 from cifar_lightning.tracking import WorkshopWandbLogger, has_api_key, resolve_mode
+from tests.helpers import cpu_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,10 +36,9 @@ def tiny_fit(save_dir: Path, epochs: int = 2, **logger_args):
     logger = WorkshopWandbLogger(save_dir=str(save_dir), group="tiny", **logger_args)
     data = CIFAR10DataModule(source="synthetic", synthetic_size=(256, 64), batch_size=32, num_workers=0)
     model = CIFARSystem(CifarResNet(depth=18, width=8), lr=0.05)
-    trainer = L.Trainer(max_epochs=epochs, limit_train_batches=2, limit_val_batches=1, limit_test_batches=2,
-                        logger=logger, callbacks=[*build_callbacks(), RunReport(n_samples=8, n_mistakes=4)],
-                        log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0, accelerator="cpu", default_root_dir=str(save_dir))
+    trainer = cpu_trainer(str(save_dir), max_epochs=epochs, limit_train_batches=2, limit_val_batches=1,
+                          limit_test_batches=2, logger=logger, log_every_n_steps=1, num_sanity_val_steps=0,
+                          callbacks=[*build_callbacks(), RunReport(n_samples=8, n_mistakes=4)])
     trainer.fit(model, datamodule=data)
     test_acc = trainer.test(model, datamodule=data, ckpt_path="best", verbose=False)[0]["test_acc"]
     logger.log_metrics({"fit_seconds": 1.5})
