@@ -125,6 +125,10 @@ PLANS = {
         ("long", "configs/long.yaml", SEEDS, 1, [], True),
         ("full", "configs/full.yaml", SEEDS, 1, [], True),
     ],
+    # Session 4, one job at a time on a one-GPU machine (no neighbours): the full config as it is, eager, then
+    # with CUDA graphs (the first job compiles from a cold cache, the later ones find the compiled code on disk).
+    "v4-eager": [("full", "configs/full.yaml", SEEDS, 1, [], True)],
+    "v4-graphs": [("full-compiled", "configs/full.yaml", SEEDS, 1, GRAPHS, True)],
     # What fits a short lease: the classic recipe once beside the fast config's three seeds (one per GPU).
     "mini": [
         ("classic", "configs/classic.yaml", (0,), 1, [], True),
