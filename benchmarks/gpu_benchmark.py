@@ -129,6 +129,13 @@ PLANS = {
     # with CUDA graphs (the first job compiles from a cold cache, the later ones find the compiled code on disk).
     "v4-eager": [("full", "configs/full.yaml", SEEDS, 1, [], True)],
     "v4-graphs": [("full-compiled", "configs/full.yaml", SEEDS, 1, GRAPHS, True)],
+    # Session 4 (validation only): batch 1024 halves the kernel launches per image, which eager mode pays for at
+    # 24 pixels (benchmarks/results/gpu-profile-4.md); lr scaled with the batch, an EMA over as many epochs.
+    "tune-d": [
+        (f"t-b1024-e{n}-lr{lr}", "configs/full.yaml", (0,), 1,
+         [*epochs_val_end(n), "--data.batch_size", "1024", "--model.lr", str(lr), "--trainer.callbacks.decay", "0.99"], False)
+        for n, lr in ((40, 0.4), (32, 0.4), (40, 0.3))
+    ],
     # What fits a short lease: the classic recipe once beside the fast config's three seeds (one per GPU).
     "mini": [
         ("classic", "configs/classic.yaml", (0,), 1, [], True),
