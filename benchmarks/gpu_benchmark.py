@@ -52,6 +52,8 @@ def crops(size: int = 24, fraction: float = 0.75) -> list[str]:
 
 
 GRAPHS = ["--model.compile", "reduce-overhead"]
+# Batch 1024: the learning rate scaled with it, an EMA over as many epochs (half the steps).
+B1024 = ["--data.batch_size", "1024", "--model.lr", "0.4", "--trainer.callbacks.decay", "0.99"]
 
 # name, config, seeds, GPUs, extra CLI options, run the test set. The plans record what each session ran. The
 # configs have changed since: session 3 put the 24-pixel crops and the EMA into full/long.yaml, so the earlier
@@ -133,8 +135,17 @@ PLANS = {
     # 24 pixels (benchmarks/results/gpu-profile-4.md); lr scaled with the batch, an EMA over as many epochs.
     "tune-d": [
         (f"t-b1024-e{n}-lr{lr}", "configs/full.yaml", (0,), 1,
-         [*epochs_val_end(n), "--data.batch_size", "1024", "--model.lr", str(lr), "--trainer.callbacks.decay", "0.99"], False)
+         [*epochs_val_end(n), *B1024[:2], "--model.lr", str(lr), *B1024[4:]], False)
         for n, lr in ((40, 0.4), (32, 0.4), (40, 0.3))
+    ],
+    # Session 4, after the per-step sync was found (the loss in the progress bar) and removed, one seed each with
+    # test: eager and CUDA graphs (static shapes, training steps only), at batch 512 and 1024; the last job
+    # repeats the one before it with the compiled code already on disk (a warm cache).
+    "v4-ab": [
+        ("full", "configs/full.yaml", (0,), 1, [], True),
+        ("full-b1024", "configs/full.yaml", (0,), 1, B1024, True),
+        ("full-compiled", "configs/full.yaml", (0,), 1, GRAPHS, True),
+        ("full-b1024-compiled", "configs/full.yaml", (0, 1), 1, [*B1024, *GRAPHS], True),
     ],
     # What fits a short lease: the classic recipe once beside the fast config's three seeds (one per GPU).
     "mini": [
@@ -175,6 +186,7 @@ class Recorder(L.Callback):
         self.images += len(batch[1])
         if batch_idx == trainer.num_training_batches - 1:
             self.train_end = self._now(pl_module)
+            self.size = batch[0].shape[-1]  # the input size (ProgressiveCrop changes it)
 
     def on_validation_epoch_end(self, trainer, pl_module):
         if not trainer.sanity_checking and "val_acc" in trainer.callback_metrics:
@@ -186,7 +198,28 @@ class Recorder(L.Callback):
         images = self.images * trainer.world_size  # every rank trains on its own shard
         train_s = self.train_end - self.start
         self.epochs.append({"train_s": train_s, "epoch_s": end - self.start, "images": images,
-                            "images_per_s": images / train_s, "validated": self.validated})
+                            "images_per_s": images / train_s, "validated": self.validated, "size": self.size})
+
+
+def by_size(epochs: list[dict]) -> dict[int, list[dict]]:
+    """The epochs grouped by input size (older logs without sizes: one group)."""
+    groups: dict[int, list[dict]] = {}
+    for e in epochs:
+        groups.setdefault(e.get("size", 0), []).append(e)
+    return groups
+
+
+def first_epochs_overhead(epochs: list[dict]) -> float:
+    """Extra time of the first epoch at each input size over a later one at that size (torch.compile builds a graph
+    per size, cuDNN autotunes per size): the run's one-off cost."""
+    return sum(group[0]["train_s"] - statistics.median(e["train_s"] for e in group[1:])
+               for group in by_size(epochs).values() if len(group) > 1)
+
+
+def steady_images_per_s(epochs: list[dict]) -> float:
+    """Training images per second over the whole run, leaving out the first epoch at each input size."""
+    steady = [e for group in by_size(epochs).values() for e in (group[1:] or group)]
+    return sum(e["images"] for e in steady) / sum(e["train_s"] for e in steady)
 
 
 def first_validation_overhead(epochs: list[dict]) -> float | None:
@@ -233,14 +266,13 @@ def run_job(args, extra: list[str]) -> None:
         test_acc = float(trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)[0]["test_acc"])
     if not trainer.is_global_zero:
         return
-    steady = rec.epochs[1:] or rec.epochs  # after the first epoch's start-up, when there is more than one
     result = {
         "name": args.name, "config": args.config, "seed": args.seed, "extra": extra, "world_size": trainer.world_size,
         "epochs": len(rec.epochs), "fit_s": fit_s, "data_setup_s": setup_s, "test_acc": test_acc, "val_acc": rec.val_acc[-1] if rec.val_acc else None,
         "val_acc_curve": rec.val_acc, "epoch_log": rec.epochs,
-        "images_per_s": statistics.median(e["images_per_s"] for e in steady),
-        # extra time of the first epoch (cuDNN autotuning, torch.compile) over a steady epoch
-        "first_epoch_overhead_s": rec.epochs[0]["train_s"] - statistics.median(e["train_s"] for e in steady),
+        "images_per_s": steady_images_per_s(rec.epochs),
+        # extra time of the first epoch at each input size (cuDNN autotuning, torch.compile) over a steady epoch
+        "first_epoch_overhead_s": first_epochs_overhead(rec.epochs),
         "first_validation_overhead_s": first_validation_overhead(rec.epochs),
         "peak_gpu_mem_gib": peak, "versions": versions(), "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
@@ -339,7 +371,7 @@ def report(args) -> None:
              f"lightning {info.get('lightning')}, CUDA {info.get('cuda')}, cuDNN {info.get('cudnn')}, Python {info.get('python')}.",
              "Data: the JPEG copy of CIFAR-10 (45k train / 5k val split of the training set, official 10k test set).", "",
              "| run | config | GPUs | seeds | epochs | test acc % | val acc % | fit s | data load s | train images/s "
-             "| first-epoch overhead s | first-validation overhead s | peak GPU GiB |",
+             "| first-epoch overhead s (each input size) | first-validation overhead s | peak GPU GiB |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         config = r["config"] + (f" `{r['extra']}`" if r["extra"] else "")

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -49,8 +51,13 @@ class CIFARSystem(L.LightningModule):
         label_smoothing: share of the target mass spread evenly over all classes.
         tta_flip: at validation/test time average the predictions for the image and its mirror.
         channels_last: keep weights and inputs in NHWC memory layout (faster convolutions on tensor cores).
-        compile: ``torch.compile`` the backbone at the start of fit/test (the first steps pay the compile time):
-            ``true`` for the default mode, or a mode name such as ``reduce-overhead`` (CUDA graphs).
+        compile: ``torch.compile`` the backbone's training steps at the start of fit (the first steps pay the
+            compile time): ``true`` for the default mode, or a mode name such as ``reduce-overhead`` (CUDA graphs).
+            One static graph per input shape (``dynamic=False``); evaluation and prediction run eagerly, so their
+            few batches (another mode, a smaller last batch) compile nothing.
+        progress_bar_loss: show the training loss in the progress bar. Lightning reads every ``prog_bar`` value
+            back from the GPU after every step (Lightning issue #21232), which makes the host wait for the GPU
+            each step: the fast configs turn it off (the loss is still logged).
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class CIFARSystem(L.LightningModule):
         warmup_fraction: float = 0.3,
         channels_last: bool = False,
         compile: bool | str = False,
+        progress_bar_loss: bool = True,
     ):
         super().__init__()
         check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -90,8 +98,14 @@ class CIFARSystem(L.LightningModule):
     def setup(self, stage: str) -> None:
         if self.hparams.get("compile") and not getattr(self, "_compiled", False):
             mode = self.hparams.compile if isinstance(self.hparams.compile, str) else None
-            self.backbone.compile(mode=mode)  # in place: parameter names and checkpoints stay as without compile
+            # In place: parameter names and checkpoints stay as without compile. Static shapes: each crop size gets
+            # its own graph (a dynamic one took 35-49 s to build on an H100, benchmarks/NOTES-gpu.md §5).
+            self.backbone.compile(mode=mode, dynamic=False)
             self._compiled = True
+
+    def _eager(self):
+        """Evaluation runs without the compiled code (``torch.compile``'s ``force_eager`` stance), if there is any."""
+        return torch.compiler.set_stance("force_eager") if getattr(self, "_compiled", False) else nullcontext()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.get("channels_last"):
@@ -111,13 +125,14 @@ class CIFARSystem(L.LightningModule):
         log_probs = F.log_softmax(self(x), dim=1)
         loss = smoothed_nll(log_probs, y, self.hparams.label_smoothing)
         self.train_acc(log_probs, y)
-        self.log("train_loss", loss, prog_bar=True)
+        self.log("train_loss", loss, prog_bar=self.hparams.get("progress_bar_loss", True))
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
     def _evaluate(self, batch, stage: str, metric: MulticlassAccuracy):
         x, y = batch
-        log_probs = self.predict_log_probs(x)
+        with self._eager():
+            log_probs = self.predict_log_probs(x)
         metric(log_probs, y)
         self.log(f"{stage}_loss", F.nll_loss(log_probs, y), prog_bar=True, sync_dist=True)
         self.log(f"{stage}_acc", metric, prog_bar=True)
@@ -130,7 +145,8 @@ class CIFARSystem(L.LightningModule):
 
     def predict_step(self, batch, batch_idx):
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self.predict_log_probs(x).exp()
+        with self._eager():
+            return self.predict_log_probs(x).exp()
 
     def configure_optimizers(self):
         hp = self.hparams

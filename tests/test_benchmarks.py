@@ -51,3 +51,13 @@ def test_report_pairs_ddp_rows_with_their_twin_and_reads_only_job_files(gpu_benc
     assert "| 3.0 ± 0.0 |" in text  # the first-validation overhead column
     summary = json.loads(md.with_suffix(".json").read_text())
     assert {row["name"] for row in summary["rows"]} == {"full", "full-compiled", "full-ddp2", "full-ddp2-compiled"}
+
+
+def test_overheads_and_throughput_per_input_size(gpu_benchmark):
+    """ProgressiveCrop switches 24 -> 32 pixels: each size's first epoch pays its own compile/autotune."""
+    log = [dict(epoch(t), size=size, images=45000) for t, size in
+           [(20.0, 24), (0.5, 24), (0.5, 24), (30.0, 32), (0.9, 32), (0.9, 32)]]
+    assert gpu_benchmark.first_epochs_overhead(log) == pytest.approx(19.5 + 29.1)
+    assert gpu_benchmark.steady_images_per_s(log) == pytest.approx(4 * 45000 / 2.8)  # first epoch of each size left out
+    old = [dict(epoch(t), images=45000) for t in (3.0, 1.0, 1.0)]  # logs from before sizes were recorded
+    assert gpu_benchmark.first_epochs_overhead(old) == pytest.approx(2.0)

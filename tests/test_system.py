@@ -1,3 +1,5 @@
+from contextlib import nullcontext
+
 import lightning as L
 import pytest
 import torch
@@ -35,7 +37,34 @@ def test_compile_mode_reaches_torch_compile(monkeypatch, value, mode):
     monkeypatch.setattr(system.backbone, "compile", lambda **kw: calls.append(kw))
     system.setup("fit")
     system.setup("test")
-    assert calls == [{"mode": mode}]  # compiled once, in the mode asked for
+    assert calls == [{"mode": mode, "dynamic": False}]  # compiled once, in the mode asked for, static shapes
+
+
+def test_compiled_system_evaluates_eagerly(monkeypatch):
+    """Validation, test and prediction steps run under torch.compile's force_eager stance: no graphs for them."""
+    system = CIFARSystem(build_resnet(width=8), compile=True)
+    monkeypatch.setattr(system.backbone, "compile", lambda **kw: None)
+    system.setup("fit")
+    stances = []
+    monkeypatch.setattr(torch.compiler, "set_stance", lambda stance: stances.append(stance) or nullcontext())
+    monkeypatch.setattr(system, "log", lambda *a, **kw: None)
+    batch = (torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))
+    system.validation_step(batch, 0)
+    system.test_step(batch, 0)
+    assert system.predict_step(batch, 0).shape == (4, 10)
+    assert stances == ["force_eager"] * 3
+    system.training_step(batch, 0)  # training uses the compiled backbone
+    assert len(stances) == 3
+
+
+@pytest.mark.parametrize("shown", [True, False])
+def test_progress_bar_loss_switch(monkeypatch, shown):
+    """``progress_bar_loss=False`` logs the training loss without ``prog_bar``, which Lightning reads back every step."""
+    system = CIFARSystem(build_resnet(width=8), progress_bar_loss=shown)
+    logged = {}
+    monkeypatch.setattr(system, "log", lambda name, value, **kw: logged.setdefault(name, kw))
+    system.training_step((torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))), 0)
+    assert logged["train_loss"].get("prog_bar") is shown
 
 
 def test_short_training_beats_chance(tmp_path):
