@@ -147,6 +147,12 @@ PLANS = {
         ("full-compiled", "configs/full.yaml", (0,), 1, GRAPHS, True),
         ("full-b1024-compiled", "configs/full.yaml", (0, 1), 1, [*B1024, *GRAPHS], True),
     ],
+    # Session 4, after the host's per-step work was cut (the training accuracy logged once per epoch, the EMA's
+    # tensor lists built once): the full config, eager and with CUDA graphs (seed 0 compiles from a cold cache).
+    "v4-full": [
+        ("full", "configs/full.yaml", SEEDS, 1, [], True),
+        ("full-compiled", "configs/full.yaml", SEEDS, 1, GRAPHS, True),
+    ],
     # What fits a short lease: the classic recipe once beside the fast config's three seeds (one per GPU).
     "mini": [
         ("classic", "configs/classic.yaml", (0,), 1, [], True),

@@ -133,19 +133,29 @@ class EMAWeights(EMAWeightAveraging):
     def _update(self, pl_module) -> None:
         # AveragedModel.update_parameters launches a few kernels per tensor and reads its step counter back from the
         # GPU twice a step (two syncs that stall the queue): it slowed the fast recipe on an H100
-        # (benchmarks/NOTES-gpu.md §5). One fused lerp over all float tensors instead, no sync.
+        # (benchmarks/NOTES-gpu.md §5). One fused lerp over all float tensors instead, no sync, and the tensor
+        # lists built once (rebuilding them every step cost host time the GPU then waited for).
         average = self._average_model
-        pairs = zip(itertools.chain(average.module.parameters(), average.module.buffers()),
-                    itertools.chain(pl_module.parameters(), pl_module.buffers()), strict=True)
+        if getattr(self, "_pairs_of", None) is not average:
+            self._pairs, self._pairs_of = self._tensor_pairs(average.module, pl_module), average
+        averages, currents, counters_avg, counters_cur = self._pairs
+        if averages:
+            if averages[0].device != currents[0].device:  # device="cpu" keeps the average off the GPU
+                currents = [c.to(averages[0].device, non_blocking=True) for c in currents]
+            torch._foreach_lerp_(averages, currents, 1 - self.decay)
+        if counters_avg:  # BatchNorm's num_batches_tracked: counters, copied (an average of them means nothing)
+            torch._foreach_copy_(counters_avg, counters_cur)
+        average.n_averaged += 1  # what Lightning's checkpoints store
+
+    @staticmethod
+    def _tensor_pairs(average, model) -> tuple[list, list, list, list]:
+        """(average, model) float tensors and integer counters, parameters then buffers, in matching order."""
+        pairs = zip(itertools.chain(average.parameters(), average.buffers()),
+                    itertools.chain(model.parameters(), model.buffers()), strict=True)
         floats, counters = [], []
         for avg, cur in pairs:
             (floats if avg.is_floating_point() else counters).append((avg, cur))
-        if floats:
-            current = [c.detach().to(a.device, non_blocking=True) for a, c in floats]  # device="cpu" keeps it off the GPU
-            torch._foreach_lerp_([a for a, _ in floats], current, 1 - self.decay)
-        for avg, cur in counters:  # BatchNorm's num_batches_tracked: a counter, copied (an average of it means nothing)
-            avg.copy_(cur)
-        average.n_averaged += 1  # what Lightning's checkpoints store
+        return [a for a, _ in floats], [c for _, c in floats], [a for a, _ in counters], [c for _, c in counters]
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint):
         if trainer.state.fn == TrainerFn.FITTING:

@@ -124,10 +124,15 @@ class CIFARSystem(L.LightningModule):
         x, y = batch
         log_probs = F.log_softmax(self(x), dim=1)
         loss = smoothed_nll(log_probs, y, self.hparams.label_smoothing)
-        self.train_acc(log_probs, y)
+        self.train_acc.update(log_probs, y)  # summed over the epoch, logged at its end
         self.log("train_loss", loss, prog_bar=self.hparams.get("progress_bar_loss", True))
-        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
+
+    def on_train_epoch_end(self):
+        # Once per epoch: logging the metric object itself at every step cost more host time per step than a
+        # 24-pixel step's GPU work (Lightning moves it to the device on each call; benchmarks/NOTES-gpu.md §6).
+        self.log("train_acc", self.train_acc.compute())
+        self.train_acc.reset()
 
     def _evaluate(self, batch, stage: str, metric: MulticlassAccuracy):
         x, y = batch
