@@ -153,6 +153,11 @@ PLANS = {
         ("full", "configs/full.yaml", SEEDS, 1, [], True),
         ("full-compiled", "configs/full.yaml", SEEDS, 1, GRAPHS, True),
     ],
+    # Session 4: the long config with CUDA graphs (3 seeds), then the classic recipe, on the same card.
+    "v4-long": [
+        ("long-compiled", "configs/long.yaml", SEEDS, 1, GRAPHS, True),
+        ("classic", "configs/classic.yaml", (0,), 1, [], True),
+    ],
     # What fits a short lease: the classic recipe once beside the fast config's three seeds (one per GPU).
     "mini": [
         ("classic", "configs/classic.yaml", (0,), 1, [], True),
