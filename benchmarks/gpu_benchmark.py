@@ -52,6 +52,7 @@ def crops(size: int = 24, fraction: float = 0.75) -> list[str]:
 
 
 GRAPHS = ["--model.compile", "reduce-overhead"]
+DDP2 = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
 # Batch 1024: the learning rate scaled with it, an EMA over as many epochs (half the steps).
 B1024 = ["--data.batch_size", "1024", "--model.lr", "0.4", "--trainer.callbacks.decay", "0.99"]
 
@@ -157,6 +158,13 @@ PLANS = {
     "v4-long": [
         ("long-compiled", "configs/long.yaml", SEEDS, 1, GRAPHS, True),
         ("classic", "configs/classic.yaml", (0,), 1, [], True),
+    ],
+    # Session 4, two GPUs of one host: DDP with CUDA graphs at the single GPU's global batch (256 per GPU, the same
+    # recipe) and at 512 per GPU (global 1024, batch-1024 settings), beside the single-GPU job on that host.
+    "v4-ddp": [
+        ("full-compiled", "configs/full.yaml", (0,), 1, GRAPHS, True),
+        ("full-ddp2-compiled", "configs/full.yaml", (0,), 2, [*DDP2, "--data.batch_size", "256", *GRAPHS], True),
+        ("full-ddp2-b512-compiled", "configs/full.yaml", (0,), 2, [*DDP2, "--data.batch_size", "512", *B1024[2:], *GRAPHS], True),
     ],
     # What fits a short lease: the classic recipe once beside the fast config's three seeds (one per GPU).
     "mini": [
