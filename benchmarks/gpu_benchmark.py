@@ -1,7 +1,7 @@
 """Benchmark: the classic recipe against the fast GPU-resident configs, on one machine, in one invocation.
 
     python benchmarks/gpu_benchmark.py prepare --data-dir /tmp/cifar10-jpeg --cache-dir /tmp/cache
-    python benchmarks/gpu_benchmark.py suite final --data-dir /tmp/cifar10-jpeg --cache-dir /tmp/cache --out runs/bench
+    python benchmarks/gpu_benchmark.py suite current --data-dir /tmp/cifar10-jpeg --cache-dir /tmp/cache --out runs/bench
     python benchmarks/gpu_benchmark.py report runs/bench/*.json --md benchmarks/results/gpu-full.md
 
 ``suite`` runs each job of a plan (a config, a seed, extra CLI options) as its own process through the
@@ -59,7 +59,7 @@ B1024 = ["--data.batch_size", "1024", "--model.lr", "0.4", "--trainer.callbacks.
 # name, config, seeds, GPUs, extra CLI options, run the test set. The plans record what each session ran. The
 # configs have changed since: session 3 put the 24-pixel crops and the EMA into full/long.yaml, so the earlier
 # plans now run today's configs (their results: results/gpu-session2.md), and tune-c would add a second crop and EMA
-# callback to them. v3b is the current benchmark.
+# callback to them. "current" is the current benchmark.
 PLANS = {
     "smoke": [("fast", "configs/full.yaml", (0,), 1, ["--trainer.max_epochs", "2"], True)],
     "profile": [
@@ -165,6 +165,14 @@ PLANS = {
         ("full-compiled", "configs/full.yaml", (0,), 1, GRAPHS, True),
         ("full-ddp2-compiled", "configs/full.yaml", (0,), 2, [*DDP2, "--data.batch_size", "256", *GRAPHS], True),
         ("full-ddp2-b512-compiled", "configs/full.yaml", (0,), 2, [*DDP2, "--data.batch_size", "512", *B1024[2:], *GRAPHS], True),
+    ],
+    # The current benchmark (results/gpu-full.md: v4-full then v4-long, one machine): the classic recipe, the full
+    # config eager and with CUDA graphs, the long config with CUDA graphs.
+    "current": [
+        ("classic", "configs/classic.yaml", (0,), 1, [], True),
+        ("full", "configs/full.yaml", SEEDS, 1, [], True),
+        ("full-compiled", "configs/full.yaml", SEEDS, 1, GRAPHS, True),
+        ("long-compiled", "configs/long.yaml", SEEDS, 1, GRAPHS, True),
     ],
     # What fits a short lease: the classic recipe once beside the fast config's three seeds (one per GPU).
     "mini": [

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,7 +32,9 @@ LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaun
 def window_summary(prof, steps: int, wall_s: float, label: str) -> str:
     """One window's figures per step, from the profiler's per-operation averages."""
     ops = prof.key_averages()
-    gpu_us = sum(op.self_device_time_total for op in ops)  # every kernel counted once, under the op that launched it
+    # kernel (and memcpy) time: the events on the GPU itself, as the profiler's own "Self CUDA time total" counts them
+    gpu_us = sum(op.self_device_time_total for op in ops
+                 if op.device_type == DeviceType.CUDA and not op.is_user_annotation)
     count = {op.key: op.count for op in ops}
     lines = [f"== {label}: {steps} steps",
              f"wall {wall_s / steps * 1e3:.2f} ms/step, GPU kernels {gpu_us / steps / 1e3:.2f} ms/step "

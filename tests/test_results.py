@@ -191,9 +191,9 @@ def test_benchmark_table_reads_the_gpu_benchmark_summary(tmp_path):
 
 
 def test_committed_gpu_benchmark_has_the_runs_lesson_10_shows():
-    runs = ["classic", "full-compiled", "full-e30-compiled"]  # as in lesson 10's last table
+    runs = ["classic", "full", "full-compiled", "long-compiled"]  # as in lesson 10's last table
     table = results.benchmark_table(ROOT / "benchmarks" / "results" / "gpu-full.json", runs)
-    assert len(table) == 3
+    assert len(table) == 4
 
 
 def test_comparison_arms_drop_the_full_configs_callbacks(tmp_path):
