@@ -99,7 +99,7 @@ class CIFARSystem(L.LightningModule):
         if self.hparams.get("compile") and not getattr(self, "_compiled", False):
             mode = self.hparams.compile if isinstance(self.hparams.compile, str) else None
             # In place: parameter names and checkpoints stay as without compile. Static shapes: each crop size gets
-            # its own graph (a dynamic one took 35-49 s to build on an H100, benchmarks/NOTES-gpu.md §5).
+            # its own graph, which later runs find in the on-disk cache (benchmarks/README.md has the build times).
             self.backbone.compile(mode=mode, dynamic=False)
             self._compiled = True
 
@@ -129,10 +129,9 @@ class CIFARSystem(L.LightningModule):
         return loss
 
     def on_train_epoch_end(self):
-        # Once per epoch: logging the metric object itself at every step cost more host time per step than a
-        # 24-pixel step's GPU work (Lightning moves it to the device on each call; benchmarks/NOTES-gpu.md §6).
-        self.log("train_acc", self.train_acc.compute())
-        self.train_acc.reset()
+        # Logged once per epoch (Lightning computes, syncs across DDP ranks and resets it): logging the metric at
+        # every step cost more host time than a 24-pixel step's GPU work (benchmarks/results/gpu-profile-4.md).
+        self.log("train_acc", self.train_acc)
 
     def _evaluate(self, batch, stage: str, metric: MulticlassAccuracy):
         x, y = batch

@@ -124,3 +124,39 @@ def test_onecycle_survives_a_few_steps(tmp_path, steps):
     cpu_trainer(tmp_path, max_epochs=1, limit_train_batches=steps, limit_val_batches=1, enable_checkpointing=False).fit(
         system, tiny_data())
     assert system.trainer.global_step == steps
+
+
+class EpochGuess(torch.nn.Module):
+    """Answers class ``epoch`` for every image (set from outside); one weight so that the optimizer has a parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.epoch = 0
+
+    def forward(self, x):
+        logits = torch.full((len(x), 10), -10.0) + self.weight
+        logits[:, self.epoch] = 10.0
+        return logits
+
+
+class SetGuess(L.Callback):
+    def on_train_epoch_start(self, trainer, pl_module):
+        pl_module.backbone.epoch = trainer.current_epoch
+
+
+def test_train_acc_is_each_epochs_own(tmp_path):
+    """train_acc, summed per step and logged at the epoch's end, covers that epoch only (reset in between): the
+    network answers class 0 in epoch 0 and class 1 in epoch 1, so the two values are those classes' shares."""
+    dm = CIFAR10DataModule(source="synthetic", synthetic_size=(1200, 400), batch_size=108, num_workers=0)
+    system = CIFARSystem(EpochGuess(), scheduler="none")
+    seen = []
+    read = type("Read", (L.Callback,), {"on_train_epoch_start": lambda self, t, m: seen.extend(
+        [float(t.callback_metrics["train_acc"])] if "train_acc" in t.callback_metrics else [])})
+    trainer = cpu_trainer(tmp_path, max_epochs=2, limit_val_batches=0, callbacks=[SetGuess(), read()],
+                          enable_checkpointing=False)
+    trainer.fit(system, dm)
+    seen.append(float(trainer.callback_metrics["train_acc"]))
+    shares = [float((dm.train_labels == c).float().mean()) for c in (0, 1)]  # 1080 = 10 full batches: all seen
+    assert len(dm.train_labels) == 1080 and shares[0] != pytest.approx(shares[1])
+    assert seen == pytest.approx(shares)  # without the reset, epoch 1 would report the mean of both
