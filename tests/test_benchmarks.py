@@ -61,3 +61,19 @@ def test_overheads_and_throughput_per_input_size(gpu_benchmark):
     assert gpu_benchmark.steady_images_per_s(log) == pytest.approx(4 * 45000 / 2.8)  # first epoch of each size left out
     old = [dict(epoch(t), images=45000) for t in (3.0, 1.0, 1.0)]  # logs from before sizes were recorded
     assert gpu_benchmark.first_epochs_overhead(old) == pytest.approx(2.0)
+
+
+def test_profile_fit_summarises_a_window_on_cpu():
+    """profile_fit's per-step summary from a CPU-only profile: no GPU time, launches or syncs, the ops table."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    spec = importlib.util.spec_from_file_location("profile_fit", ROOT / "benchmarks" / "profile_fit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(4):
+            torch.randn(64, 64) @ torch.randn(64, 64)
+    text = module.window_summary(prof, steps=4, wall_s=0.02, label="test window")
+    assert text.startswith("== test window: 4 steps\nwall 5.00 ms/step, GPU kernels 0.00 ms/step (0% busy), 0 launches/step")
+    assert "aten::mm" in text
