@@ -53,8 +53,12 @@ def crops(size: int = 24, fraction: float = 0.75) -> list[str]:
 
 GRAPHS = ["--model.compile", "reduce-overhead"]
 DDP2 = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
-# Batch 1024: the learning rate scaled with it, an EMA over as many epochs (half the steps).
-B1024 = ["--data.batch_size", "1024", "--model.lr", "0.4", "--trainer.callbacks.decay", "0.99"]
+def global_batch_1024(lr: float = 0.4, per_process: int = 1024) -> list[str]:
+    """Batch 1024 in all: the learning rate scaled with it, an EMA over as many epochs (half the steps)."""
+    return ["--data.batch_size", str(per_process), "--model.lr", str(lr), "--trainer.callbacks.decay", "0.99"]
+
+
+B1024 = global_batch_1024()
 
 # name, config, seeds, GPUs, extra CLI options, run the test set. The plans record what each session ran. The
 # configs have changed since: session 3 put the 24-pixel crops and the EMA into full/long.yaml, so the earlier
@@ -136,7 +140,7 @@ PLANS = {
     # 24 pixels (benchmarks/results/gpu-profile-4.md); lr scaled with the batch, an EMA over as many epochs.
     "tune-d": [
         (f"t-b1024-e{n}-lr{lr}", "configs/full.yaml", (0,), 1,
-         [*epochs_val_end(n), *B1024[:2], "--model.lr", str(lr), *B1024[4:]], False)
+         [*epochs_val_end(n), *global_batch_1024(lr)], False)
         for n, lr in ((40, 0.4), (32, 0.4), (40, 0.3))
     ],
     # Session 4, after the per-step sync was found (the loss in the progress bar) and removed, one seed each with
@@ -164,7 +168,7 @@ PLANS = {
     "v4-ddp": [
         ("full-compiled", "configs/full.yaml", (0,), 1, GRAPHS, True),
         ("full-ddp2-compiled", "configs/full.yaml", (0,), 2, [*DDP2, "--data.batch_size", "256", *GRAPHS], True),
-        ("full-ddp2-b512-compiled", "configs/full.yaml", (0,), 2, [*DDP2, "--data.batch_size", "512", *B1024[2:], *GRAPHS], True),
+        ("full-ddp2-b512-compiled", "configs/full.yaml", (0,), 2, [*DDP2, *global_batch_1024(per_process=512), *GRAPHS], True),
     ],
     # The current benchmark (results/gpu-full.md: v4-full then v4-long, one machine): the classic recipe, the full
     # config eager and with CUDA graphs, the long config with CUDA graphs.
