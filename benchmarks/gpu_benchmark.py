@@ -51,6 +51,14 @@ def crops(size: int = 24, fraction: float = 0.75) -> list[str]:
             "--trainer.callbacks.fraction", str(fraction)]
 
 
+def recipe_callbacks(fraction: float = 0.75, decay: float = 0.995, size: int = 24) -> list[str]:
+    """The fast configs' callback list with other settings (a CLI option reaches only the list's last callback)."""
+    listed = [("lightning.pytorch.callbacks.TQDMProgressBar", {"refresh_rate": 20}),
+              ("cifar_lightning.ProgressiveCrop", {"size": size, "fraction": fraction}),
+              ("cifar_lightning.EMAWeights", {"decay": decay})]
+    return ["--trainer.callbacks", json.dumps([{"class_path": c, "init_args": a} for c, a in listed])]
+
+
 GRAPHS = ["--model.compile", "reduce-overhead"]
 DDP2 = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
 def global_batch_1024(lr: float = 0.4, per_process: int = 1024) -> list[str]:
@@ -170,6 +178,19 @@ PLANS = {
         ("full-ddp2-compiled", "configs/full.yaml", (0,), 2, [*DDP2, "--data.batch_size", "256", *GRAPHS], True),
         ("full-ddp2-b512-compiled", "configs/full.yaml", (0,), 2, [*DDP2, *global_batch_1024(per_process=512), *GRAPHS], True),
     ],
+    # Session 5 (validation only, CUDA graphs): fewer and cheaper epochs (more of them on 24-pixel crops, batch 1024)
+    # against the full config; every fit also scored with each test-time augmentation (TTA_VARIANTS).
+    "tune-5": [
+        ("t5-e40-f75", "configs/full.yaml", (0,), 1, [*epochs_val_end(40), *GRAPHS], False),
+        ("t5-e36-f85", "configs/full.yaml", (0, 1), 1, [*epochs_val_end(36), *recipe_callbacks(0.85), *GRAPHS], False),
+        ("t5-e32-f85", "configs/full.yaml", (0,), 1, [*epochs_val_end(32), *recipe_callbacks(0.85), *GRAPHS], False),
+        ("t5-b1024-e40-f75", "configs/full.yaml", (0,), 1,
+         [*epochs_val_end(40), *global_batch_1024(), *recipe_callbacks(0.75, 0.99), *GRAPHS], False),
+        ("t5-b1024-e36-f85", "configs/full.yaml", (0,), 1,
+         [*epochs_val_end(36), *global_batch_1024(), *recipe_callbacks(0.85, 0.99), *GRAPHS], False),
+        ("t5-e28-f85", "configs/full.yaml", (0,), 1, [*epochs_val_end(28), *recipe_callbacks(0.85), *GRAPHS], False),
+        ("t5-e32-f75", "configs/full.yaml", (0,), 1, [*epochs_val_end(32), *GRAPHS], False),
+    ],
     # The current benchmark (results/gpu-full.md: v4-full then v4-long, one machine): the classic recipe, the full
     # config eager and with CUDA graphs, the long config with CUDA graphs.
     "current": [
@@ -271,8 +292,25 @@ def versions() -> dict:
     return info
 
 
+# Test-time augmentation settings compared on the validation split after each fit (evaluation only: the fit's time
+# does not change): name -> (tta_flip, tta_translate).
+TTA_VARIANTS = {"none": (False, 0), "flip": (True, 0), "flip+shift1": (True, 1), "flip+shift2": (True, 2)}
+
+
+def validate_tta_variants(trainer, cli, ckpt) -> dict[str, float]:
+    """Validation accuracy of the fit's best checkpoint under each of ``TTA_VARIANTS``; the config's own setting back."""
+    hp, scores = cli.model.hparams, {}
+    own = hp.tta_flip, hp.get("tta_translate", 0)
+    for name, (hp.tta_flip, hp.tta_translate) in TTA_VARIANTS.items():
+        scores[name] = float(trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)[0]["val_acc"])
+    hp.tta_flip, hp.tta_translate = own
+    return scores
+
+
 def run_job(args, extra: list[str]) -> None:
     """One fit (+ test) through the CLI; rank 0 writes the JSON. DDP re-runs this same command per rank."""
+    if os.environ.get("CIFAR_OPTIMIZE_DDP") == "0":  # experiment: compile one graph per step under DDP, not one per bucket
+        torch._dynamo.config.optimize_ddp = False
     rec = Recorder()
     run_dir = Path(args.run_dir) / f"{args.name}-s{args.seed}"
     cli_args = ["--config", str(ROOT / args.config), "--seed_everything", str(args.seed),
@@ -291,16 +329,18 @@ def run_job(args, extra: list[str]) -> None:
     trainer.fit(cli.model, datamodule=cli.datamodule)
     fit_s = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    ckpt = best_checkpoint(trainer)
+    val_curve = list(rec.val_acc)  # before the extra validations below add theirs
+    val_acc_tta = validate_tta_variants(trainer, cli, ckpt)
     test_acc = None
     if args.test:
-        ckpt = best_checkpoint(trainer)
         test_acc = float(trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)[0]["test_acc"])
     if not trainer.is_global_zero:
         return
     result = {
         "name": args.name, "config": args.config, "seed": args.seed, "extra": extra, "world_size": trainer.world_size,
-        "epochs": len(rec.epochs), "fit_s": fit_s, "data_setup_s": setup_s, "test_acc": test_acc, "val_acc": rec.val_acc[-1] if rec.val_acc else None,
-        "val_acc_curve": rec.val_acc, "epoch_log": rec.epochs,
+        "epochs": len(rec.epochs), "fit_s": fit_s, "data_setup_s": setup_s, "test_acc": test_acc, "val_acc": val_curve[-1] if val_curve else None,
+        "val_acc_curve": val_curve, "val_acc_tta": val_acc_tta, "epoch_log": rec.epochs,
         "images_per_s": steady_images_per_s(rec.epochs),
         # extra time of the first epoch at each input size (cuDNN autotuning, torch.compile) over a steady epoch
         "first_epoch_overhead_s": first_epochs_overhead(rec.epochs),
@@ -410,6 +450,13 @@ def report(args) -> None:
                      f"{fmt(r['test_acc'], 100, 2)} | {fmt(r['val_acc'], 100, 2)} | {fmt(r['fit_s'])} | {fmt(r.get('data_setup_s'))} | "
                      f"{fmt(r['images_per_s'], digits=0)} | {fmt(r['first_epoch_overhead_s'])} | "
                      f"{fmt(r.get('first_validation_overhead_s'))} | {fmt(r['peak_gpu_mem_gib'], digits=2)} |")
+    tta_rows = [(name, rs) for name, rs in groups.items() if all(r.get("val_acc_tta") for r in rs)]
+    if tta_rows:  # the same fits scored with each test-time augmentation (validation split, best checkpoint)
+        lines += ["", "Validation accuracy % of each run's best checkpoint under each test-time augmentation:", "",
+                  "| run | seeds | " + " | ".join(TTA_VARIANTS) + " |", "|---|---|" + "---|" * len(TTA_VARIANTS)]
+        for name, rs in tta_rows:
+            cells = [fmt(mean_std([r["val_acc_tta"][v] for r in rs]), 100, 2) for v in TTA_VARIANTS]
+            lines.append(f"| {name} | {','.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " |")
     for multi in (r for r in rows if r["gpus"] > 1 and r["images_per_s"]):
         # its single-GPU twin: the same name without the DDP part (full-ddp2-compiled -> full-compiled)
         twin = re.sub(r"-ddp\d+(-b\d+)?", "", multi["name"])

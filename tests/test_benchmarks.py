@@ -77,3 +77,29 @@ def test_profile_fit_summarises_a_window_on_cpu():
     text = module.window_summary(prof, steps=4, wall_s=0.02, label="test window")
     assert text.startswith("== test window: 4 steps\nwall 5.00 ms/step, GPU kernels 0.00 ms/step (0% busy), 0 launches/step")
     assert "aten::mm" in text
+
+
+def test_report_tabulates_validation_accuracy_under_each_tta(gpu_benchmark, tmp_path):
+    scores = [{"none": 0.90, "flip": 0.91, "flip+shift1": 0.915, "flip+shift2": 0.912},
+              {"none": 0.92, "flip": 0.93, "flip+shift1": 0.925, "flip+shift2": 0.918}]
+    files = []
+    for seed, tta in enumerate(scores):
+        files.append(tmp_path / f"full-s{seed}.json")
+        files[-1].write_text(json.dumps(job("full", seed, 1, 40000.0, val_acc_tta=tta)))
+    md = tmp_path / "table.md"
+    gpu_benchmark.report(type("Args", (), {"files": [str(f) for f in files], "md": str(md), "quiet": True})())
+    assert "| full | 0,1 | 91.00 ± 1.41 | 92.00 ± 1.41 | 92.00 ± 0.71 | 91.50 ± 0.42 |" in md.read_text()
+
+
+def test_tta_variants_score_the_checkpoint_and_restore_the_config(gpu_benchmark, tmp_path):
+    from cifar_lightning import CIFAR10DataModule, CIFARSystem, build_resnet
+    from tests.helpers import cpu_trainer
+
+    system = CIFARSystem(build_resnet(depth=18, width=8), tta_flip=True, tta_translate=0)
+    data = CIFAR10DataModule(source="synthetic", synthetic_size=(256, 64), batch_size=64, num_workers=0)
+    trainer = cpu_trainer(tmp_path, max_epochs=1, limit_train_batches=2)
+    trainer.fit(system, datamodule=data)
+    cli = type("CLI", (), {"model": system, "datamodule": data})()
+    scores = gpu_benchmark.validate_tta_variants(trainer, cli, trainer.checkpoint_callback.best_model_path)
+    assert set(scores) == set(gpu_benchmark.TTA_VARIANTS) and all(0 <= s <= 1 for s in scores.values())
+    assert (system.hparams.tta_flip, system.hparams.tta_translate) == (True, 0)

@@ -23,7 +23,7 @@ def test_smoothed_nll_equals_cross_entropy(smoothing):
 
 
 @pytest.mark.parametrize("bad", [dict(optimizer="rmsprop"), dict(scheduler="step"), dict(lr=0), dict(lr=-1),
-                                 dict(compile="fastest")])
+                                 dict(compile="fastest"), dict(tta_translate=-1)])
 def test_bad_hyperparameters(bad):
     with pytest.raises(CifarLightningError):
         CIFARSystem(build_resnet(width=8), **bad)
@@ -160,3 +160,27 @@ def test_train_acc_is_each_epochs_own(tmp_path):
     shares = [float((dm.train_labels == c).float().mean()) for c in (0, 1)]  # 1080 = 10 full batches: all seen
     assert len(dm.train_labels) == 1080 and shares[0] != pytest.approx(shares[1])
     assert seen == pytest.approx(shares)  # without the reset, epoch 1 would report the mean of both
+
+
+def test_tta_views_are_mirrors_and_reflect_padded_shifts():
+    system = CIFARSystem(build_resnet(depth=18, width=8), tta_flip=True, tta_translate=2)
+    x = torch.rand(3, 3, 8, 8)
+    views = system.tta_views(x)
+    assert len(views) == 6 and all(v.shape == x.shape for v in views)
+    down_right, up_left = views[1], views[2]
+    assert torch.equal(down_right[..., 2:, 2:], x[..., :-2, :-2])
+    assert torch.equal(up_left[..., :-2, :-2], x[..., 2:, 2:])
+    assert torch.equal(down_right[..., 0, 2:], x[..., 2, :-2])  # reflect padding, as the training crops use
+    assert torch.equal(views[3], x.flip(-1)) and torch.equal(views[4], down_right.flip(-1))
+    assert len(CIFARSystem(build_resnet(depth=18, width=8), tta_flip=False).tta_views(x)) == 1
+
+
+def test_tta_averages_the_probabilities_of_its_views():
+    torch.manual_seed(0)
+    system = CIFARSystem(build_resnet(depth=18, width=8), tta_flip=True, tta_translate=1).eval()
+    x = torch.rand(4, 3, 16, 16)
+    with torch.no_grad():
+        log_probs = system.predict_log_probs(x)
+        each = [F.softmax(system(v), dim=1) for v in system.tta_views(x)]
+    assert torch.allclose(log_probs.exp(), torch.stack(each).mean(0), atol=1e-5)
+    assert torch.allclose(log_probs.exp().sum(1), torch.ones(4), atol=1e-5)
