@@ -36,13 +36,17 @@ def window_summary(prof, steps: int, wall_s: float, label: str) -> str:
     # kernel (and memcpy) time: the events on the GPU itself, as the profiler's own "Self CUDA time total" counts them
     gpu_us = sum(op.self_device_time_total for op in ops
                  if op.device_type == DeviceType.CUDA and not op.is_user_annotation)
+    nccl_us = sum(op.self_device_time_total for op in ops
+                  if op.device_type == DeviceType.CUDA and "nccl" in op.key.lower())  # DDP's gradient all-reduce
     count = {op.key: op.count for op in ops}
     lines = [f"== {label}: {steps} steps",
              f"wall {wall_s / steps * 1e3:.2f} ms/step, GPU kernels {gpu_us / steps / 1e3:.2f} ms/step "
              f"({gpu_us / 1e6 / wall_s:.0%} busy), {sum(count.get(k, 0) for k in LAUNCHES) / steps:.0f} launches/step, "
              f"{sum(count.get(k, 0) for k in SYNCS) / steps:.2f} syncs/step, "
-             f"{count.get('cudaMemcpyAsync', 0) / steps:.2f} memcpy/step"]
+             f"{count.get('cudaMemcpyAsync', 0) / steps:.2f} memcpy/step, NCCL kernels {nccl_us / steps / 1e3:.2f} ms/step"]
     lines.append(ops.table(sort_by="self_cpu_time_total", row_limit=18, max_name_column_width=55))
+    if any(op.device_type == DeviceType.CUDA for op in ops):
+        lines.append(ops.table(sort_by="self_device_time_total", row_limit=8, max_name_column_width=55))
     return "\n".join(lines)
 
 
@@ -68,8 +72,9 @@ class StepWindows(L.Callback):
             wall = time.perf_counter() - self.start
             self.prof.__exit__(None, None, None)
             size = batch[0].shape[-1]
-            print(window_summary(self.prof, self.steps, wall, f"epoch {trainer.current_epoch}, {size}-pixel inputs"),
-                  flush=True)
+            if trainer.is_global_zero:  # under DDP: rank 0's view
+                print(window_summary(self.prof, self.steps, wall, f"epoch {trainer.current_epoch}, {size}-pixel inputs, "
+                                     f"{trainer.world_size} process(es)"), flush=True)
             self.prof = None
 
 
