@@ -191,6 +191,13 @@ PLANS = {
         ("t5-e28-f85", "configs/full.yaml", (0,), 1, [*epochs_val_end(28), *recipe_callbacks(0.85), *GRAPHS], False),
         ("t5-e32-f75", "configs/full.yaml", (0,), 1, [*epochs_val_end(32), *GRAPHS], False),
     ],
+    # Session 5, two GPUs of one host: DDP through the CLI's LeanDDPStrategy (cifar_lightning/ddp.py) with CUDA graphs
+    # at 512 per GPU (the batch-1024 settings), beside the single GPU at batch 512 (the full config) and 1024.
+    "ddp-5": [
+        ("full-compiled", "configs/full.yaml", (0,), 1, GRAPHS, True),
+        ("full-b1024-compiled", "configs/full.yaml", (0,), 1, [*B1024, *GRAPHS], True),
+        ("full-ddp2-b512-compiled", "configs/full.yaml", (0, 1), 2, [*DDP2, *global_batch_1024(per_process=512), *GRAPHS], True),
+    ],
     # The current benchmark (results/gpu-full.md: v4-full then v4-long, one machine): the classic recipe, the full
     # config eager and with CUDA graphs, the long config with CUDA graphs.
     "current": [
@@ -309,8 +316,6 @@ def validate_tta_variants(trainer, cli, ckpt) -> dict[str, float]:
 
 def run_job(args, extra: list[str]) -> None:
     """One fit (+ test) through the CLI; rank 0 writes the JSON. DDP re-runs this same command per rank."""
-    if os.environ.get("CIFAR_OPTIMIZE_DDP") == "0":  # experiment: compile one graph per step under DDP, not one per bucket
-        torch._dynamo.config.optimize_ddp = False
     rec = Recorder()
     run_dir = Path(args.run_dir) / f"{args.name}-s{args.seed}"
     cli_args = ["--config", str(ROOT / args.config), "--seed_everything", str(args.seed),

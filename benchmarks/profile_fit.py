@@ -12,7 +12,6 @@ syncs per step, and the host operations that took the most CPU time.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -83,8 +82,6 @@ def main() -> None:
     p.add_argument("--first", type=int, default=20, help="first profiled step of each window")
     p.add_argument("--steps", type=int, default=20, help="steps per window")
     args, cli_args = p.parse_known_args()
-    if os.environ.get("CIFAR_OPTIMIZE_DDP") == "0":  # experiment: compile one graph per step under DDP, not one per bucket
-        torch._dynamo.config.optimize_ddp = False
     cli = CifarCLI(CIFARSystem, CIFAR10DataModule, seed_everything_default=42,
                    trainer_defaults={"default_root_dir": "/tmp/profile_fit",
                                      "callbacks": [StepWindows(first=args.first, steps=args.steps)]},

@@ -16,6 +16,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from cifar_lightning.callbacks import LAST_CHECKPOINT, EpochTimer, best_checkpoint
 from cifar_lightning.data import CIFAR10DataModule
+from cifar_lightning.ddp import LeanDDPStrategy
 from cifar_lightning.errors import CifarLightningError
 from cifar_lightning.model import CifarResNet
 from cifar_lightning.system import CIFARSystem
@@ -26,7 +27,9 @@ class CifarCLI(LightningCLI):
 
     ``--trainer.enable_progress_bar false`` wins over a progress bar that a config lists under ``trainer.callbacks``
     (configs/full.yaml's TQDMProgressBar, which refreshes every 20 steps because reading the bar's numbers waits for
-    the GPU): the bar is dropped, where Lightning alone would refuse the pair.
+    the GPU): the bar is dropped, where Lightning alone would refuse the pair. ``--trainer.strategy ddp`` runs
+    ``LeanDDPStrategy`` (cifar_lightning/ddp.py: DDP without the per-step BatchNorm broadcast and gradient copies);
+    Lightning's own DDP, with PyTorch's defaults, stays reachable as ``ddp_find_unused_parameters_false``.
     """
 
     def add_arguments_to_parser(self, parser):
@@ -43,6 +46,8 @@ class CifarCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         trainer = self.config_init.get(str(self.subcommand), self.config_init).get("trainer", {})
+        if trainer.get("strategy") == "ddp":  # DDP without its per-step buffer broadcast and gradient copies
+            kwargs.setdefault("strategy", LeanDDPStrategy())
         callbacks = trainer.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         if trainer.get("enable_progress_bar") is False and any(isinstance(cb, ProgressBar) for cb in callbacks):

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from cifar_lightning.ddp import sync_buffers
 from cifar_lightning.errors import check, check_choice
 from cifar_lightning.model import CifarResNet
 
@@ -156,6 +157,12 @@ class CIFARSystem(L.LightningModule):
         metric(log_probs, y)
         self.log(f"{stage}_loss", F.nll_loss(log_probs, y), prog_bar=True, sync_dist=True)
         self.log(f"{stage}_acc", metric, prog_bar=True)
+
+    def on_validation_epoch_start(self):
+        sync_buffers(self)  # DDP: every process evaluates rank 0's BatchNorm statistics (cifar_lightning/ddp.py)
+
+    def on_test_epoch_start(self):
+        sync_buffers(self)
 
     def validation_step(self, batch, batch_idx):
         self._evaluate(batch, "val", self.val_acc)

@@ -1,0 +1,40 @@
+"""DDP for a fast step: the project CLI's ``--trainer.strategy ddp``.
+
+    python -m cifar_lightning fit --config configs/full.yaml --trainer.devices 2 --trainer.strategy ddp
+
+PyTorch's DDP defaults cost a step that takes a few milliseconds more host time than its GPU work
+(benchmarks/results/gpu-profile-5.md, 2 H100s): ``broadcast_buffers=True`` sends rank 0's BatchNorm statistics to
+every process before every forward, and ``gradient_as_bucket_view=False`` copies each gradient into DDP's
+all-reduce buckets and back (two copies per parameter per step). ``LeanDDPStrategy`` turns both off: gradients live
+in the buckets, and each process keeps its own running statistics while training; ``sync_buffers`` sends rank 0's
+to the others before each evaluation (``CIFARSystem`` calls it), so every process evaluates the same model. With
+``torch.compile`` it compiles the whole network as one graph (Dynamo's ``optimize_ddp=False``) instead of one graph
+per gradient bucket: the all-reduce no longer overlaps the backward pass, which costs less than the extra graphs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from lightning.pytorch.strategies import DDPStrategy
+from torch import nn
+
+
+class LeanDDPStrategy(DDPStrategy):
+    """``DDPStrategy`` with ``broadcast_buffers=False`` and ``gradient_as_bucket_view=True`` (other DDP options pass
+    through), and one compiled graph per step."""
+
+    def __init__(self, broadcast_buffers: bool = False, gradient_as_bucket_view: bool = True, **kwargs):
+        super().__init__(broadcast_buffers=broadcast_buffers, gradient_as_bucket_view=gradient_as_bucket_view, **kwargs)
+
+    def setup(self, trainer) -> None:
+        torch._dynamo.config.optimize_ddp = False  # one graph per step under DDP, not one per gradient bucket
+        super().setup(trainer)
+
+
+def sync_buffers(module: nn.Module, src: int = 0) -> None:
+    """Give every process rank ``src``'s buffers (BatchNorm running statistics); a no-op outside DDP."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src)

@@ -1,0 +1,54 @@
+"""The CLI's DDP strategy and the buffer sync before evaluation, on CPU (two gloo processes)."""
+
+from __future__ import annotations
+
+import socket
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from lightning.pytorch.strategies import DDPStrategy
+
+from cifar_lightning import CIFAR10DataModule, CIFARSystem, build_resnet
+from cifar_lightning.cli import CifarCLI
+from cifar_lightning.ddp import LeanDDPStrategy, sync_buffers
+
+
+def cli_strategy(*strategy):
+    args = ["--trainer.devices", "2", "--trainer.accelerator", "cpu", "--data.source", "synthetic", *strategy]
+    return CifarCLI(CIFARSystem, CIFAR10DataModule, args=args, run=False).trainer.strategy
+
+
+def test_cli_ddp_is_lean_and_lightnings_stays_reachable():
+    lean = cli_strategy("--trainer.strategy", "ddp")
+    assert isinstance(lean, LeanDDPStrategy) and lean.num_processes == 2
+    assert lean._ddp_kwargs == {"broadcast_buffers": False, "gradient_as_bucket_view": True}
+    plain = cli_strategy("--trainer.strategy", "ddp_find_unused_parameters_false")  # Lightning's own, same defaults
+    assert type(plain) is DDPStrategy and "broadcast_buffers" not in plain._ddp_kwargs
+
+
+def _sync_worker(rank: int, port: int, results):
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    system = CIFARSystem(build_resnet(depth=18, width=8))
+    bn = system.backbone.bn1 if hasattr(system.backbone, "bn1") else next(
+        m for m in system.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.running_mean.fill_(float(rank + 1))  # each process's own statistics, as after training without broadcasts
+    sync_buffers(system)
+    results[rank] = bn.running_mean.clone()
+    dist.destroy_process_group()
+
+
+def test_sync_buffers_gives_every_process_rank_zeros_statistics():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_sync_worker, args=(port, results), nprocs=2)
+    assert torch.equal(results[0], results[1]) and torch.all(results[1] == 1.0)
+
+
+def test_sync_buffers_is_a_no_op_outside_ddp():
+    system = CIFARSystem(build_resnet(depth=18, width=8))
+    before = [b.clone() for b in system.buffers()]
+    sync_buffers(system)
+    assert all(torch.equal(a, b) for a, b in zip(before, system.buffers(), strict=True))
