@@ -198,6 +198,12 @@ PLANS = {
         ("full-b1024-compiled", "configs/full.yaml", (0,), 1, [*B1024, *GRAPHS], True),
         ("full-ddp2-b512-compiled", "configs/full.yaml", (0, 1), 2, [*DDP2, *global_batch_1024(per_process=512), *GRAPHS], True),
     ],
+    # Session 5, two GPUs of one host: the full config (test-time shifts added) on one GPU, then DDP through the CLI
+    # (LeanDDPStrategy, now also checking Lightning's SIGTERM flag every 50th step) at 512 per GPU.
+    "final-5": [
+        ("full-compiled", "configs/full.yaml", (0, 1), 1, GRAPHS, True),
+        ("full-ddp2-b512-compiled", "configs/full.yaml", (0, 1), 2, [*DDP2, *global_batch_1024(per_process=512), *GRAPHS], True),
+    ],
     # The current benchmark (results/gpu-full.md: v4-full then v4-long, one machine): the classic recipe, the full
     # config eager and with CUDA graphs, the long config with CUDA graphs.
     "current": [

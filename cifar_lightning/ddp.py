@@ -10,6 +10,7 @@ in the buckets, and each process keeps its own running statistics while training
 to the others before each evaluation (``CIFARSystem`` calls it), so every process evaluates the same model. With
 ``torch.compile`` it compiles the whole network as one graph (Dynamo's ``optimize_ddp=False``) instead of one graph
 per gradient bucket: the all-reduce no longer overlaps the backward pass, which costs less than the extra graphs.
+And Lightning's per-step SIGTERM broadcast (a host-GPU sync every step) runs every 50th step (``check_sigterm_every``).
 """
 
 from __future__ import annotations
@@ -22,14 +23,33 @@ from torch import nn
 
 class LeanDDPStrategy(DDPStrategy):
     """``DDPStrategy`` with ``broadcast_buffers=False`` and ``gradient_as_bucket_view=True`` (other DDP options pass
-    through), and one compiled graph per step."""
+    through), one compiled graph per step and a SIGTERM check every ``sigterm_check_every_n_steps`` steps."""
 
-    def __init__(self, broadcast_buffers: bool = False, gradient_as_bucket_view: bool = True, **kwargs):
+    def __init__(self, broadcast_buffers: bool = False, gradient_as_bucket_view: bool = True,
+                 sigterm_check_every_n_steps: int = 50, **kwargs):
         super().__init__(broadcast_buffers=broadcast_buffers, gradient_as_bucket_view=gradient_as_bucket_view, **kwargs)
+        self.sigterm_check_every_n_steps = sigterm_check_every_n_steps
 
     def setup(self, trainer) -> None:
         torch._dynamo.config.optimize_ddp = False  # one graph per step under DDP, not one per gradient bucket
+        check_sigterm_every(trainer.fit_loop.epoch_loop, trainer, self.sigterm_check_every_n_steps)
         super().setup(trainer)
+
+
+def check_sigterm_every(epoch_loop, trainer, n: int) -> None:
+    """Lightning 2.6 broadcasts a SIGTERM flag from rank 0 and reads it back (``.item()``) before every training step
+    under DDP, so the host waits for the GPU each step (Lightning issue #21487; PR #21640 proposes
+    ``broadcast_sigterm_every_n_steps``). Do it every ``n``-th optimizer step instead: the step count is the same on
+    every rank, so all ranks still broadcast together; a preempted job stops at most ``n - 1`` steps later."""
+    broadcast = getattr(epoch_loop, "_broadcast_sigterm_tensor", None)
+    if broadcast is None or n <= 1:
+        return  # another Lightning version: nothing to thin out
+
+    def every_n_steps() -> None:
+        if trainer.global_step % n == 0:
+            broadcast()
+
+    epoch_loop._broadcast_sigterm_tensor = every_n_steps
 
 
 def sync_buffers(module: nn.Module, src: int = 0) -> None:

@@ -11,7 +11,7 @@ from lightning.pytorch.strategies import DDPStrategy
 
 from cifar_lightning import CIFAR10DataModule, CIFARSystem, build_resnet
 from cifar_lightning.cli import CifarCLI
-from cifar_lightning.ddp import LeanDDPStrategy, sync_buffers
+from cifar_lightning.ddp import LeanDDPStrategy, check_sigterm_every, sync_buffers
 
 
 def cli_strategy(*strategy):
@@ -52,3 +52,21 @@ def test_sync_buffers_is_a_no_op_outside_ddp():
     before = [b.clone() for b in system.buffers()]
     sync_buffers(system)
     assert all(torch.equal(a, b) for a, b in zip(before, system.buffers(), strict=True))
+
+
+def test_sigterm_broadcast_runs_every_nth_step_on_every_rank_alike():
+    calls = []
+    loop = type("Loop", (), {"_broadcast_sigterm_tensor": lambda self: calls.append(trainer.global_step)})()
+    trainer = type("Trainer", (), {"global_step": 0})()
+    check_sigterm_every(loop, trainer, 50)
+    for step in range(120):
+        trainer.global_step = step
+        loop._broadcast_sigterm_tensor()
+    assert calls == [0, 50, 100]
+
+
+def test_lightning_still_has_the_sigterm_broadcast_that_the_strategy_thins_out(tmp_path):
+    from tests.helpers import cpu_trainer
+
+    # a Lightning release without it would make check_sigterm_every a silent no-op: this test says so instead
+    assert callable(getattr(cpu_trainer(tmp_path).fit_loop.epoch_loop, "_broadcast_sigterm_tensor", None))
