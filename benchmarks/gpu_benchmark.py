@@ -204,6 +204,8 @@ PLANS = {
         ("full-compiled", "configs/full.yaml", (0, 1), 1, GRAPHS, True),
         ("full-ddp2-b512-compiled", "configs/full.yaml", (0, 1), 2, [*DDP2, *global_batch_1024(per_process=512), *GRAPHS], True),
     ],
+    # Session 5, the last minutes of device time (one GPU): the third seed of final-5's single-GPU row.
+    "final-5-seed2": [("full-compiled", "configs/full.yaml", (2,), 1, GRAPHS, True)],
     # The current benchmark (results/gpu-full.md: v4-full then v4-long, one machine): the classic recipe, the full
     # config eager and with CUDA graphs, the long config with CUDA graphs.
     "current": [
