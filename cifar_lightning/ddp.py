@@ -2,7 +2,7 @@
 
     python -m cifar_lightning fit --config configs/full.yaml --trainer.devices 2 --trainer.strategy ddp
 
-PyTorch's DDP defaults cost a step that takes a few milliseconds more host time than its GPU work
+For a step whose GPU work takes a few milliseconds, PyTorch's DDP defaults add host work that outweighs it
 (benchmarks/results/gpu-profile-5.md, 2 H100s): ``broadcast_buffers=True`` sends rank 0's BatchNorm statistics to
 every process before every forward, and ``gradient_as_bucket_view=False`` copies each gradient into DDP's
 all-reduce buckets and back (two copies per parameter per step). ``LeanDDPStrategy`` turns both off: gradients live
