@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from cifar_lightning import CIFAR10DataModule, CIFARSystem, sources  # noqa: E402
 from cifar_lightning.callbacks import EpochTimer, best_checkpoint  # noqa: E402
 from cifar_lightning.cli import CifarCLI  # noqa: E402
+from cifar_lightning.experiment import TTA_VARIANTS, validate_tta_variants  # noqa: E402
 from cifar_lightning.results import format_mean_std  # noqa: E402
 
 SEEDS = (0, 1, 2)
@@ -307,21 +308,6 @@ def versions() -> dict:
     return info
 
 
-# Test-time augmentation settings compared on the validation split after each fit (evaluation only: the fit's time
-# does not change): name -> (tta_flip, tta_translate).
-TTA_VARIANTS = {"none": (False, 0), "flip": (True, 0), "flip+shift1": (True, 1), "flip+shift2": (True, 2)}
-
-
-def validate_tta_variants(trainer, cli, ckpt) -> dict[str, float]:
-    """Validation accuracy of the fit's best checkpoint under each of ``TTA_VARIANTS``; the config's own setting back."""
-    hp, scores = cli.model.hparams, {}
-    own = hp.tta_flip, hp.get("tta_translate", 0)
-    for name, (hp.tta_flip, hp.tta_translate) in TTA_VARIANTS.items():
-        scores[name] = float(trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)[0]["val_acc"])
-    hp.tta_flip, hp.tta_translate = own
-    return scores
-
-
 def run_job(args, extra: list[str]) -> None:
     """One fit (+ test) through the CLI; rank 0 writes the JSON. DDP re-runs this same command per rank."""
     rec = Recorder()
@@ -344,7 +330,7 @@ def run_job(args, extra: list[str]) -> None:
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     ckpt = best_checkpoint(trainer)
     val_curve = list(rec.val_acc)  # before the extra validations below add theirs
-    val_acc_tta = validate_tta_variants(trainer, cli, ckpt)
+    val_acc_tta = validate_tta_variants(trainer, cli.model, cli.datamodule, ckpt)
     test_acc = None
     if args.test:
         test_acc = float(trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)[0]["test_acc"])

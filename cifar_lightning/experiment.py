@@ -129,3 +129,19 @@ def profile_table(profiler, top: int = 8) -> pd.DataFrame:
     rows = [(name, float(np.sum(d)), float(np.mean(d)), len(d)) for name, d in profiler.recorded_durations.items()]
     table = pd.DataFrame(rows, columns=["action", "total_s", "mean_s", "calls"])
     return table.sort_values("total_s", ascending=False).head(top).reset_index(drop=True)
+
+
+# Test-time augmentation settings to compare on the validation split (evaluation only: training does not change):
+# name -> (tta_flip, tta_translate).
+TTA_VARIANTS = {"none": (False, 0), "flip": (True, 0), "flip+shift1": (True, 1), "flip+shift2": (True, 2)}
+
+
+def validate_tta_variants(trainer: L.Trainer, model, datamodule, ckpt_path: str | None) -> dict[str, float]:
+    """Validation accuracy of ``ckpt_path`` (a fit's best checkpoint) under each of ``TTA_VARIANTS``; the model's
+    own TTA setting is put back afterwards."""
+    hp, scores = model.hparams, {}
+    own = hp.tta_flip, hp.get("tta_translate", 0)
+    for name, (hp.tta_flip, hp.tta_translate) in TTA_VARIANTS.items():
+        scores[name] = float(trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]["val_acc"])
+    hp.tta_flip, hp.tta_translate = own
+    return scores

@@ -8,7 +8,8 @@ import torch
 
 from cifar_lightning import CIFAR10DataModule, CIFARSystem, GradNormLogger, build_resnet
 from cifar_lightning.errors import CifarLightningError
-from cifar_lightning.experiment import fit_experiment, profile_table, read_metrics
+from cifar_lightning.experiment import TTA_VARIANTS, fit_experiment, profile_table, read_metrics, validate_tta_variants
+from tests.helpers import cpu_trainer
 
 TINY = dict(max_epochs=1, limit_train_batches=3, limit_val_batches=1, enable_checkpointing=False)
 
@@ -135,3 +136,13 @@ def test_device_name_names_the_gpu_or_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: "NVIDIA H100")
     assert device_name() == "NVIDIA H100"
+
+
+def test_tta_variants_score_the_checkpoint_and_restore_the_config(tmp_path):
+    system = CIFARSystem(build_resnet(depth=18, width=8), tta_flip=True, tta_translate=0)
+    data = CIFAR10DataModule(source="synthetic", synthetic_size=(256, 64), batch_size=64, num_workers=0)
+    trainer = cpu_trainer(tmp_path, max_epochs=1, limit_train_batches=2)
+    trainer.fit(system, datamodule=data)
+    scores = validate_tta_variants(trainer, system, data, trainer.checkpoint_callback.best_model_path)
+    assert set(scores) == set(TTA_VARIANTS) and all(0 <= s <= 1 for s in scores.values())
+    assert (system.hparams.tta_flip, system.hparams.tta_translate) == (True, 0)
