@@ -42,6 +42,7 @@ def run_one(seed: int, out: Path, cli_args: list[str]) -> None:
     """Worker: the CLI's fit (then test of the best checkpoint) in this process, with a clock callback."""
     import lightning as L
     import torch
+    from lightning.pytorch.trainer.states import TrainerFn
 
     from cifar_lightning.callbacks import best_checkpoint
     from cifar_lightning.cli import CifarCLI
@@ -59,7 +60,8 @@ def run_one(seed: int, out: Path, cli_args: list[str]) -> None:
             self.t0, self.c0 = time.perf_counter(), time.process_time()
 
         def on_validation_epoch_end(self, trainer, pl_module):
-            if not trainer.sanity_checking and "val_acc" in trainer.callback_metrics:
+            # the fit's own validations only (not the trainer.validate calls after it)
+            if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and "val_acc" in trainer.callback_metrics:
                 self.record["val_acc"].append(round(float(trainer.callback_metrics["val_acc"]), 4))
                 self.record["epoch_end_s"].append(round(time.perf_counter() - self.t0, 1))
 
@@ -82,10 +84,8 @@ def run_one(seed: int, out: Path, cli_args: list[str]) -> None:
                          "--trainer.enable_progress_bar", "false", *cli_args])
     clock.record.update(seed=seed, threads=torch.get_num_threads(), epochs=cli.trainer.current_epoch,
                         train_images=len(cli.datamodule.train_labels), test_images=len(cli.datamodule.test_labels))
-    # the same best checkpoint scored on validation under each test-time augmentation (the curve recorded above stays)
-    curve = {key: list(clock.record[key]) for key in ("val_acc", "epoch_end_s")}
+    # the same best checkpoint scored on validation under each test-time augmentation
     clock.record["val_acc_tta"] = validate_tta_variants(cli.trainer, cli.model, cli.datamodule, best_checkpoint(cli.trainer))
-    clock.record.update(curve)
     out.write_text(json.dumps(clock.record))
 
 

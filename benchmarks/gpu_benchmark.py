@@ -27,6 +27,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -257,7 +258,8 @@ class Recorder(L.Callback):
             self.size = batch[0].shape[-1]  # the input size (ProgressiveCrop changes it)
 
     def on_validation_epoch_end(self, trainer, pl_module):
-        if not trainer.sanity_checking and "val_acc" in trainer.callback_metrics:
+        # the fit's own validations only (not a trainer.validate afterwards)
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and "val_acc" in trainer.callback_metrics:
             self.val_acc.append(float(trainer.callback_metrics["val_acc"]))
             self.validated = True
 
@@ -329,7 +331,6 @@ def run_job(args, extra: list[str]) -> None:
     fit_s = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     ckpt = best_checkpoint(trainer)
-    val_curve = list(rec.val_acc)  # before the extra validations below add theirs
     val_acc_tta = validate_tta_variants(trainer, cli.model, cli.datamodule, ckpt)
     test_acc = None
     if args.test:
@@ -338,8 +339,8 @@ def run_job(args, extra: list[str]) -> None:
         return
     result = {
         "name": args.name, "config": args.config, "seed": args.seed, "extra": extra, "world_size": trainer.world_size,
-        "epochs": len(rec.epochs), "fit_s": fit_s, "data_setup_s": setup_s, "test_acc": test_acc, "val_acc": val_curve[-1] if val_curve else None,
-        "val_acc_curve": val_curve, "val_acc_tta": val_acc_tta, "epoch_log": rec.epochs,
+        "epochs": len(rec.epochs), "fit_s": fit_s, "data_setup_s": setup_s, "test_acc": test_acc, "val_acc": rec.val_acc[-1] if rec.val_acc else None,
+        "val_acc_curve": rec.val_acc, "val_acc_tta": val_acc_tta, "epoch_log": rec.epochs,
         "images_per_s": steady_images_per_s(rec.epochs),
         # extra time of the first epoch at each input size (cuDNN autotuning, torch.compile) over a steady epoch
         "first_epoch_overhead_s": first_epochs_overhead(rec.epochs),

@@ -30,8 +30,7 @@ def test_cli_ddp_is_lean_and_lightnings_stays_reachable():
 def _sync_worker(rank: int, port: int, results):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     system = CIFARSystem(build_resnet(depth=18, width=8))
-    bn = system.backbone.bn1 if hasattr(system.backbone, "bn1") else next(
-        m for m in system.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn = next(m for m in system.modules() if isinstance(m, torch.nn.BatchNorm2d))
     bn.running_mean.fill_(float(rank + 1))  # each process's own statistics, as after training without broadcasts
     sync_buffers(system)
     results[rank] = bn.running_mean.clone()
