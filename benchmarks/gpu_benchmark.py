@@ -208,6 +208,28 @@ PLANS = {
     ],
     # Session 5, the last minutes of device time (one GPU): the third seed of final-5's single-GPU row.
     "final-5-seed2": [("full-compiled", "configs/full.yaml", (2,), 1, GRAPHS, True)],
+    # Session 6 (one GPU): the full config with the loss compiled into the network's graph and a fused SGD step
+    # (fewer kernels launched from Python per step), 3 seeds; tuning on the validation split for a fit under 20 s:
+    # batch 1024 for more epochs or a higher lr, and more 24-pixel epochs at batch 512.
+    "tune-6": [
+        ("full-compiled", "configs/full.yaml", (0,), 1, GRAPHS, True),
+        ("t6-b1024-e44", "configs/full.yaml", (0,), 1,
+         [*epochs_val_end(44), *global_batch_1024(), *recipe_callbacks(0.75, 0.99), *GRAPHS], False),
+        ("t6-b1024-e48", "configs/full.yaml", (0,), 1,
+         [*epochs_val_end(48), *global_batch_1024(), *recipe_callbacks(0.75, 0.99), *GRAPHS], False),
+        ("t6-b1024-e40-lr0.6", "configs/full.yaml", (0,), 1,
+         [*epochs_val_end(40), *global_batch_1024(lr=0.6), *recipe_callbacks(0.75, 0.99), *GRAPHS], False),
+        ("t6-e40-f80", "configs/full.yaml", (0,), 1, [*epochs_val_end(40), *recipe_callbacks(0.8), *GRAPHS], False),
+        ("full-compiled", "configs/full.yaml", (1, 2), 1, GRAPHS, True),
+    ],
+    # Session 6, call 2 (one GPU): the two batch-1024 candidates of tune-6 under 20 s, 3 seeds each, chosen between
+    # by validation accuracy; last.ckpt written 4 times per fit instead of after every epoch (~75 ms each).
+    "final-6": [
+        (f"t6-b1024-e{n}-lr0.6", "configs/full.yaml", (0, 1, 2), 1,
+         [*epochs_val_end(n), *global_batch_1024(lr=0.6), *recipe_callbacks(0.75, 0.99),
+          "--last_checkpoint.every_n_epochs", str(n // 4), *GRAPHS], True)
+        for n in (44, 40)
+    ] + [("full-compiled", "configs/full.yaml", (1, 2), 1, GRAPHS, True)],  # tune-6's last row, cut by the call's limit
     # The current benchmark (results/gpu-full.md: v4-full then v4-long, one machine): the classic recipe, the full
     # config eager and with CUDA graphs, the long config with CUDA graphs.
     "current": [

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 
 import lightning as L
 import torch
@@ -30,6 +29,19 @@ def smoothed_nll(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float
     if smoothing == 0:
         return nll
     return (1 - smoothing) * nll - smoothing * log_probs.mean(dim=1).mean()
+
+
+def training_loss(system: CIFARSystem, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training step's forward: (label-smoothed loss, log-probabilities). With ``compile`` this is the compiled
+    region, so the loss and its gradient join the network's graph instead of running as separate small kernels."""
+    log_probs = F.log_softmax(system(x), dim=1)
+    return smoothed_nll(log_probs, y, system.hparams.label_smoothing), log_probs
+
+
+def fused_if_cuda(params: list[torch.Tensor]) -> bool | None:
+    """``fused=True`` for PyTorch's optimizers when every parameter is on a GPU (one kernel per step instead of a
+    few per parameter group); ``None`` (PyTorch's default) otherwise."""
+    return True if params and all(p.is_cuda for p in params) else None
 
 
 def warmup_share(fraction: float, steps: int) -> float:
@@ -55,10 +67,10 @@ class CIFARSystem(L.LightningModule):
         tta_translate: also average over the image shifted by this many pixels down-right and up-left
             (reflect-padded as the training crops are; each with its mirror when ``tta_flip``): 0 turns it off.
         channels_last: keep weights and inputs in NHWC memory layout (faster convolutions on tensor cores).
-        compile: ``torch.compile`` the backbone's training steps at the start of fit (the first steps pay the
-            compile time): ``true`` for the default mode, or a mode name such as ``reduce-overhead`` (CUDA graphs).
-            One static graph per input shape (``dynamic=False``); evaluation and prediction run eagerly, so their
-            few batches (another mode, a smaller last batch) compile nothing.
+        compile: ``torch.compile`` the training step's forward and loss (:func:`training_loss`) at the start of
+            fit (the first steps pay the compile time): ``true`` for the default mode, or a mode name such as
+            ``reduce-overhead`` (CUDA graphs). One static graph per input shape (``dynamic=False``); evaluation and
+            prediction run eagerly, so their few batches (another mode, a smaller last batch) compile nothing.
         progress_bar_loss: show the training loss in the progress bar. Lightning reads every ``prog_bar`` value
             back from the GPU after every step (Lightning issue #21232), which makes the host wait for the GPU
             each step: the fast configs turn it off (the loss is still logged).
@@ -95,6 +107,7 @@ class CIFARSystem(L.LightningModule):
         self.save_hyperparameters(ignore=["backbone"])
         self.backbone = backbone if backbone is not None else CifarResNet(depth=18, num_classes=num_classes)
         self.lr = lr
+        self._training_loss = training_loss  # setup() swaps in the compiled one when ``compile`` is set
         # validate_args=False: the argument checks read values back from the GPU, a sync on every step.
         self.train_acc, self.val_acc, self.test_acc = (
             MulticlassAccuracy(num_classes, average="micro", validate_args=False) for _ in range(3))
@@ -102,16 +115,12 @@ class CIFARSystem(L.LightningModule):
             self.backbone.to(memory_format=torch.channels_last)
 
     def setup(self, stage: str) -> None:
-        if self.hparams.get("compile") and not getattr(self, "_compiled", False):
+        if self.hparams.get("compile") and self._training_loss is training_loss:
             mode = self.hparams.compile if isinstance(self.hparams.compile, str) else None
-            # In place: parameter names and checkpoints stay as without compile. Static shapes: each crop size gets
-            # its own graph, which later runs find in the on-disk cache (benchmarks/README.md has the build times).
-            self.backbone.compile(mode=mode, dynamic=False)
-            self._compiled = True
-
-    def _eager(self):
-        """Evaluation runs without the compiled code (``torch.compile``'s ``force_eager`` stance), if there is any."""
-        return torch.compiler.set_stance("force_eager") if getattr(self, "_compiled", False) else nullcontext()
+            # A compiled function, the modules untouched: parameter names and checkpoints stay as without compile,
+            # and evaluation (which calls the module) runs eagerly. Static shapes: each crop size gets its own
+            # graph, which later runs find in the on-disk cache (benchmarks/README.md has the build times).
+            self._training_loss = torch.compile(training_loss, mode=mode, dynamic=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.get("channels_last"):
@@ -139,8 +148,7 @@ class CIFARSystem(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        log_probs = F.log_softmax(self(x), dim=1)
-        loss = smoothed_nll(log_probs, y, self.hparams.label_smoothing)
+        loss, log_probs = self._training_loss(self, x, y)
         self.train_acc.update(log_probs, y)  # summed over the epoch, logged at its end
         self.log("train_loss", loss, prog_bar=self.hparams.get("progress_bar_loss", True))
         return loss
@@ -152,8 +160,7 @@ class CIFARSystem(L.LightningModule):
 
     def _evaluate(self, batch, stage: str, metric: MulticlassAccuracy):
         x, y = batch
-        with self._eager():
-            log_probs = self.predict_log_probs(x)
+        log_probs = self.predict_log_probs(x)
         metric(log_probs, y)
         self.log(f"{stage}_loss", F.nll_loss(log_probs, y), prog_bar=True, sync_dist=True)
         self.log(f"{stage}_acc", metric, prog_bar=True)
@@ -172,8 +179,7 @@ class CIFARSystem(L.LightningModule):
 
     def predict_step(self, batch, batch_idx):
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        with self._eager():
-            return self.predict_log_probs(x).exp()
+        return self.predict_log_probs(x).exp()
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -181,12 +187,14 @@ class CIFARSystem(L.LightningModule):
         decay = [p for p in self.parameters() if p.ndim > 1]
         no_decay = [p for p in self.parameters() if p.ndim <= 1]
         groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        fused = fused_if_cuda(decay + no_decay)
         if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=self.lr, momentum=hp.momentum, nesterov=hp.nesterov and hp.momentum > 0)
+            opt = torch.optim.SGD(groups, lr=self.lr, momentum=hp.momentum, nesterov=hp.nesterov and hp.momentum > 0,
+                                  fused=fused)
         elif hp.optimizer == "adam":
-            opt = torch.optim.Adam(groups, lr=self.lr)
+            opt = torch.optim.Adam(groups, lr=self.lr, fused=fused)
         else:
-            opt = torch.optim.AdamW(groups, lr=self.lr)
+            opt = torch.optim.AdamW(groups, lr=self.lr, fused=fused)
         if hp.scheduler == "none":
             return opt
         if hp.scheduler == "plateau":

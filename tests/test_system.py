@@ -1,5 +1,3 @@
-from contextlib import nullcontext
-
 import lightning as L
 import pytest
 import torch
@@ -7,7 +5,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from cifar_lightning import CIFAR10DataModule, CifarLightningError, CIFARSystem, build_resnet, load_system
-from cifar_lightning.system import smoothed_nll
+from cifar_lightning.system import fused_if_cuda, smoothed_nll, training_loss
 from tests.helpers import cpu_trainer
 
 
@@ -34,27 +32,46 @@ def test_compile_mode_reaches_torch_compile(monkeypatch, value, mode):
     """``compile`` true -> torch.compile's default mode; a mode name is passed through (compiling itself is not run)."""
     system = CIFARSystem(build_resnet(width=8), compile=value)
     calls = []
-    monkeypatch.setattr(system.backbone, "compile", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: calls.append((fn, kw)) or (lambda *args: fn(*args)))
     system.setup("fit")
     system.setup("test")
-    assert calls == [{"mode": mode, "dynamic": False}]  # compiled once, in the mode asked for, static shapes
+    assert calls == [(training_loss, {"mode": mode, "dynamic": False})]  # once, in the mode asked for, static shapes
 
 
-def test_compiled_system_evaluates_eagerly(monkeypatch):
-    """Validation, test and prediction steps run under torch.compile's force_eager stance: no graphs for them."""
-    system = CIFARSystem(build_resnet(width=8), compile=True)
-    monkeypatch.setattr(system.backbone, "compile", lambda **kw: None)
+def test_compiled_system_trains_through_the_compiled_loss_and_evaluates_eagerly(monkeypatch):
+    """The training step runs the compiled :func:`training_loss`; validation, test and prediction call the module."""
+    system = CIFARSystem(build_resnet(width=8), compile=True, label_smoothing=0.1)
+    compiled_calls = []
+
+    def fake_compile(fn, **kw):
+        def compiled(*args):
+            compiled_calls.append(len(args))
+            return fn(*args)
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
     system.setup("fit")
-    stances = []
-    monkeypatch.setattr(torch.compiler, "set_stance", lambda stance: stances.append(stance) or nullcontext())
     monkeypatch.setattr(system, "log", lambda *a, **kw: None)
     batch = (torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))
     system.validation_step(batch, 0)
     system.test_step(batch, 0)
     assert system.predict_step(batch, 0).shape == (4, 10)
-    assert stances == ["force_eager"] * 3
-    system.training_step(batch, 0)  # training uses the compiled backbone
-    assert len(stances) == 3
+    assert compiled_calls == []
+    loss = system.training_step(batch, 0)
+    assert compiled_calls == [3]
+    expected = F.cross_entropy(system(batch[0]), batch[1], label_smoothing=0.1)
+    assert torch.allclose(loss, expected, atol=1e-5)  # the same loss as without compile
+
+
+def test_fused_optimizer_only_on_gpu():
+    """PyTorch's fused optimizer step needs every parameter on a GPU; elsewhere its default is kept."""
+    cuda_like = type("P", (), {"is_cuda": True})()
+    cpu_like = type("P", (), {"is_cuda": False})()
+    assert fused_if_cuda([cuda_like, cuda_like]) is True
+    assert fused_if_cuda([cuda_like, cpu_like]) is None
+    assert fused_if_cuda([]) is None
+    opt = CIFARSystem(build_resnet(width=8), scheduler="none").configure_optimizers()  # a CPU model
+    assert not opt.defaults["fused"]
 
 
 @pytest.mark.parametrize("shown", [True, False])
