@@ -230,6 +230,14 @@ PLANS = {
           "--last_checkpoint.every_n_epochs", str(n // 4), *GRAPHS], True)
         for n in (44, 40)
     ] + [("full-compiled", "configs/full.yaml", (1, 2), 1, GRAPHS, True)],  # tune-6's last row, cut by the call's limit
+    # Session 6, call 3 (one GPU): configs/full.yaml now (batch 1024, 44 epochs, validated once), 3 seeds, with the
+    # fit's phases timed; once with Lightning's CSV logger instead of TensorBoard's (the device image has tensorboard).
+    "full-6": [
+        ("full-compiled", "configs/full.yaml", (0,), 1, GRAPHS, True),
+        ("full-compiled-csvlogger", "configs/full.yaml", (0,), 1,
+         ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "/tmp/csvlogs", *GRAPHS], True),
+        ("full-compiled", "configs/full.yaml", (1, 2), 1, GRAPHS, True),
+    ],
     # The current benchmark (results/gpu-full.md: v4-full then v4-long, one machine): the classic recipe, the full
     # config eager and with CUDA graphs, the long config with CUDA graphs.
     "current": [
@@ -264,6 +272,21 @@ class Recorder(L.Callback):
     def __init__(self):
         self.epochs: list[dict] = []
         self.val_acc: list[float] = []
+        self.marks: dict[str, float] = {}  # fit's phases: when each hook first (or last) ran
+        self.validations: list[float] = []  # seconds of each of the fit's validations
+
+    def on_fit_start(self, trainer, pl_module):
+        self.marks["fit_start"] = self._now(pl_module)
+
+    def on_validation_start(self, trainer, pl_module):
+        self.val_start = self._now(pl_module)
+
+    def on_validation_end(self, trainer, pl_module):  # after ModelCheckpoint's save of the best weights
+        if trainer.state.fn == TrainerFn.FITTING:
+            self.validations.append(self._now(pl_module) - self.val_start)
+
+    def on_fit_end(self, trainer, pl_module):
+        self.marks["fit_end"] = self._now(pl_module)
 
     @staticmethod
     def _now(pl_module) -> float:
@@ -272,6 +295,7 @@ class Recorder(L.Callback):
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.start, self.images, self.validated = self._now(pl_module), 0, False
+        self.marks.setdefault("first_epoch_start", self.start)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.images += len(batch[1])
@@ -291,6 +315,30 @@ class Recorder(L.Callback):
         train_s = self.train_end - self.start
         self.epochs.append({"train_s": train_s, "epoch_s": end - self.start, "images": images,
                             "images_per_s": images / train_s, "validated": self.validated, "size": self.size})
+        self.marks["last_epoch_end"] = end
+
+
+def timed_checkpoints(trainer) -> list[float]:
+    """Wrap ``trainer.save_checkpoint`` (every ModelCheckpoint save goes through it) to record each save's seconds."""
+    seconds, save = [], trainer.save_checkpoint
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        save(*args, **kwargs)
+        seconds.append(time.perf_counter() - start)
+
+    trainer.save_checkpoint = timed
+    return seconds
+
+
+def fit_phases(rec: Recorder, fit_start: float, fit_end: float, checkpoint_s: list[float]) -> dict:
+    """Where a fit's seconds went outside its training steps: before the first epoch (Lightning's setup, moving the
+    model), after the last one (last checkpoint, teardown), validations, checkpoint saves."""
+    m = rec.marks
+    return {"before_fit_start_hook_s": m.get("fit_start", fit_start) - fit_start,
+            "before_first_epoch_s": m.get("first_epoch_start", fit_start) - fit_start,
+            "after_last_epoch_s": fit_end - m.get("last_epoch_end", fit_end),
+            "validation_s": rec.validations, "checkpoint_s": checkpoint_s}
 
 
 def by_size(epochs: list[dict]) -> dict[int, list[dict]]:
@@ -348,9 +396,12 @@ def run_job(args, extra: list[str]) -> None:
     setup_s = time.perf_counter() - t_setup
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    checkpoint_s = timed_checkpoints(trainer)
     start = time.perf_counter()
     trainer.fit(cli.model, datamodule=cli.datamodule)
-    fit_s = time.perf_counter() - start
+    end = time.perf_counter()
+    fit_s = end - start
+    phases = fit_phases(rec, start, end, list(checkpoint_s))
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     ckpt = best_checkpoint(trainer)
     val_acc_tta = validate_tta_variants(trainer, cli.model, cli.datamodule, ckpt)
@@ -367,6 +418,7 @@ def run_job(args, extra: list[str]) -> None:
         # extra time of the first epoch at each input size (cuDNN autotuning, torch.compile) over a steady epoch
         "first_epoch_overhead_s": first_epochs_overhead(rec.epochs),
         "first_validation_overhead_s": first_validation_overhead(rec.epochs),
+        "fit_phases": phases, "logger": type(trainer.logger).__name__ if trainer.logger else None,
         "peak_gpu_mem_gib": peak, "versions": versions(), "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -479,6 +531,20 @@ def report(args) -> None:
         for name, rs in tta_rows:
             cells = [fmt(mean_std([r["val_acc_tta"][v] for r in rs]), 100, 2) for v in TTA_VARIANTS]
             lines.append(f"| {name} | {','.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " |")
+    phase_rows = [(name, rs) for name, rs in groups.items() if all(r.get("fit_phases") for r in rs)]
+    if phase_rows:
+        lines += ["", "Where each fit's seconds went besides its training steps (mean over seeds; compile = the "
+                  "first-epoch overhead column above):", "",
+                  "| run | fit s | fit s less compile | before first epoch s | validations s | checkpoint saves s (count) "
+                  "| after last epoch s | logger |", "|---|---|---|---|---|---|---|---|"]
+        for name, rs in phase_rows:
+            ph = [r["fit_phases"] for r in rs]
+            cells = [mean_std([r["fit_s"] for r in rs]), mean_std([r["fit_s"] - r["first_epoch_overhead_s"] for r in rs]),
+                     mean_std([p["before_first_epoch_s"] for p in ph]), mean_std([sum(p["validation_s"]) for p in ph]),
+                     mean_std([sum(p["checkpoint_s"]) for p in ph])]
+            lines.append(f"| {name} | " + " | ".join(fmt(c, digits=2) for c in cells)
+                         + f" ({len(ph[0]['checkpoint_s'])}) | {fmt(mean_std([p['after_last_epoch_s'] for p in ph]), digits=2)} "
+                         f"| {rs[0].get('logger')} |")
     for multi in (r for r in rows if r["gpus"] > 1 and r["images_per_s"]):
         # its single-GPU twin: the same name without the DDP part (full-ddp2-compiled -> full-compiled)
         twin = re.sub(r"-ddp\d+(-b\d+)?", "", multi["name"])

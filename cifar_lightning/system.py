@@ -171,6 +171,35 @@ class CIFARSystem(L.LightningModule):
     def on_test_epoch_start(self):
         sync_buffers(self)
 
+    # cuDNN's autotuning (``trainer.benchmark``) times every convolution algorithm once per new input shape. An
+    # evaluation brings new shapes (all test-time views in one batch, a smaller last batch) for a few batches
+    # only: tuning them cost more than it saved (benchmarks/results/gpu-tune-6.md). Evaluation uses cuDNN's
+    # heuristic choice instead; training keeps its tuned algorithms.
+    def _pause_autotuning(self):
+        self._autotuning = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = False
+
+    def _resume_autotuning(self):
+        torch.backends.cudnn.benchmark = getattr(self, "_autotuning", torch.backends.cudnn.benchmark)
+
+    def on_validation_start(self):
+        self._pause_autotuning()
+
+    def on_validation_end(self):
+        self._resume_autotuning()
+
+    def on_test_start(self):
+        self._pause_autotuning()
+
+    def on_test_end(self):
+        self._resume_autotuning()
+
+    def on_predict_start(self):
+        self._pause_autotuning()
+
+    def on_predict_end(self):
+        self._resume_autotuning()
+
     def validation_step(self, batch, batch_idx):
         self._evaluate(batch, "val", self.val_acc)
 

@@ -201,3 +201,24 @@ def test_tta_averages_the_probabilities_of_its_views():
         each = [F.softmax(system(v), dim=1) for v in system.tta_views(x)]
     assert torch.allclose(log_probs.exp(), torch.stack(each).mean(0), atol=1e-5)
     assert torch.allclose(log_probs.exp().sum(1), torch.ones(4), atol=1e-5)
+
+
+def test_evaluation_pauses_cudnn_autotuning(tmp_path, monkeypatch):
+    """Validation runs with cuDNN's heuristics (new shapes, few batches); training gets its autotuning back."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    seen = []
+
+    class Watch(L.Callback):
+        def on_validation_batch_start(self, *args):
+            seen.append(("val", torch.backends.cudnn.benchmark))
+
+        def on_train_batch_start(self, *args):
+            seen.append(("train", torch.backends.cudnn.benchmark))
+
+    system = CIFARSystem(build_resnet(width=8), scheduler="none")
+    t = cpu_trainer(tmp_path, max_epochs=2, enable_checkpointing=False, limit_train_batches=2, limit_val_batches=1,
+                    callbacks=[Watch()], benchmark=True)
+    t.fit(system, tiny_data())
+    assert {phase: flag for phase, flag in seen} == {"train": True, "val": False}
+    assert ("train", True) in seen[seen.index(("val", False)):]  # training after a validation tunes again
+    assert torch.backends.cudnn.benchmark
