@@ -246,6 +246,8 @@ PLANS = {
         ("full-ddp2-b512-compiled", "configs/full.yaml", (0, 1, 2), 2, [*DDP2, "--data.batch_size", "512", *GRAPHS], True),
         ("full-ddp2-compiled", "configs/full.yaml", (0,), 2, [*DDP2, *GRAPHS], True),
     ],
+    # Session 6, call 5 (one GPU, the last minutes): the long config with this session's code, one seed.
+    "long-6": [("long-compiled", "configs/long.yaml", (0,), 1, GRAPHS, True)],
     # The current benchmark (results/gpu-full.md: v4-full then v4-long, one machine): the classic recipe, the full
     # config eager and with CUDA graphs, the long config with CUDA graphs.
     "current": [
