@@ -525,6 +525,9 @@ def report(args) -> None:
                     "first_validation_overhead_s", "peak_gpu_mem_gib"):
             vals = [r[key] for r in rs if r.get(key) is not None]
             row[key] = mean_std(vals) if vals else None
+        if all(r.get("fit_phases") for r in rs):  # timed since session 6: compile time apart from the fit's own
+            row["compile_s"] = mean_std([compile_s(r) for r in rs])
+            row["fit_less_compile_s"] = mean_std([r["fit_s"] - compile_s(r) for r in rs])
         rows.append(row)
     info = results[0]["versions"] if results else {}
 

@@ -285,7 +285,8 @@ def environment_meta() -> dict:
 
 def benchmark_table(path: str | Path, runs: list[str] | None = None) -> pd.DataFrame:
     """The GPU benchmark's table (``benchmarks/gpu_benchmark.py`` writes ``<name>.json`` beside its ``.md``), one row
-    per run: mean ± std over seeds of test accuracy, fit seconds and training images/s. ``runs`` picks rows by name."""
+    per run: mean ± std over seeds of test accuracy, fit seconds and training images/s, and where the benchmark timed
+    them (since session 6) compile seconds and the fit's seconds besides compiling. ``runs`` picks rows by name."""
     path = Path(path)
     check(path.exists(), f"{path} not found: run benchmarks/gpu_benchmark.py suite ... --md {path.with_suffix('.md')}")
     data = json.loads(path.read_text())
@@ -300,7 +301,10 @@ def benchmark_table(path: str | Path, runs: list[str] | None = None) -> pd.DataF
     table = pd.DataFrame([{
         "run": name, "config": row["config"] + (f" {row['extra']}" if row["extra"] else ""), "GPUs": row["gpus"],
         "seeds": len(row["seeds"]), "epochs": row["epochs"], "test acc %": fmt(row["test_acc"], 100, 2),
-        "fit s": fmt(row["fit_s"]), "train images/s": fmt(row["images_per_s"], digits=0),
+        "fit s": fmt(row["fit_s"]),
+        **({"compile s": fmt(row["compile_s"]), "fit s less compile": fmt(row["fit_less_compile_s"])}
+           if "compile_s" in row else {}),
+        "train images/s": fmt(row["images_per_s"], digits=0),
     } for name, row in ((n, rows[n]) for n in (runs or list(rows)))])
     table.attrs["card"] = data["versions"].get("card")
     return table.set_index("run")

@@ -105,3 +105,31 @@ def test_cpu_track_report_shows_each_runs_tta_scores():
                "test_acc_mean": 81.0, "test_acc_std": 0.0, "fit_min_mean": 2.0, "fit_min_std": 0.0, "runs": [run]}
     text = cpu_track.markdown(summary)
     assert "| seed | none | flip | flip+shift1 | flip+shift2 |" in text and "| 0 | 79.00 | 80.00 | 80.50 | 80.20 |" in text
+
+
+def test_compile_time_and_the_fit_besides_it(gpu_benchmark, tmp_path):
+    """Compile = torch.compile's own call + the first-epoch overhead; the table's fit s less compile subtracts both."""
+    phases = {"before_fit_start_hook_s": 3.0, "before_first_epoch_s": 3.1, "after_last_epoch_s": 0.1,
+              "validation_s": [0.4], "checkpoint_s": [0.3, 0.3], "compile_setup_s": [2.5]}
+    jobs = [job("full-compiled", seed, 1, 100000.0, fit_s=fit, fit_phases=phases, logger="CSVLogger")
+            for seed, fit in ((0, 24.0), (1, 26.0))]
+    assert gpu_benchmark.compile_s(jobs[0]) == pytest.approx(1.5 + 2.5)
+    assert gpu_benchmark.compile_s(job("old", 0, 1, 1.0)) == pytest.approx(1.5)  # older JSONs: no phases
+    files = []
+    for j in jobs:
+        files.append(tmp_path / f"{j['name']}-s{j['seed']}.json")
+        files[-1].write_text(json.dumps(j))
+    md = tmp_path / "table.md"
+    gpu_benchmark.report(type("Args", (), {"files": [str(f) for f in files], "md": str(md), "quiet": True})())
+    assert "| full-compiled | 25.00 ± 1.41 | 4.00 ± 0.00 | 21.00 ± 1.41 | 3.10 ± 0.00 | 0.40 ± 0.00 | 0.60 ± 0.00 (2) |" \
+        in md.read_text()
+    row = json.loads(md.with_suffix(".json").read_text())["rows"][0]
+    assert row["fit_less_compile_s"] == pytest.approx([21.0, 2 ** 0.5])
+
+
+def test_timed_calls_records_each_call_and_passes_results_through(gpu_benchmark):
+    owner = type("Owner", (), {})()
+    owner.work = lambda x: x * 2
+    seconds = gpu_benchmark.timed_calls(owner, "work")
+    assert owner.work(3) == 6 and owner.work(4) == 8
+    assert len(seconds) == 2 and all(s >= 0 for s in seconds)

@@ -184,6 +184,11 @@ def test_benchmark_table_reads_the_gpu_benchmark_summary(tmp_path):
     assert table.loc["classic", "test acc %"] == "89.58"  # one seed: no spread shown
     assert table.loc["full", "train images/s"] == "38,178 ± 2,227"
     assert table.attrs["card"] == "NVIDIA H100 80GB HBM3"
+    assert "compile s" not in table.columns  # benchmarks from before session 6 did not time it
+    summary["rows"][0].update(compile_s=[9.1, 0.5], fit_less_compile_s=[18.1, 0.1])
+    path.write_text(json.dumps(summary))
+    timed = results.benchmark_table(path, ["full"])
+    assert timed.loc["full", "compile s"] == "9.1 ± 0.5" and timed.loc["full", "fit s less compile"] == "18.1 ± 0.1"
     with pytest.raises(CifarLightningError, match="no run named long"):
         results.benchmark_table(path, ["long"])
     with pytest.raises(CifarLightningError, match="not found"):
