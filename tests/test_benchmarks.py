@@ -35,15 +35,21 @@ def job(name, seed, gpus, images_per_s, **extra):
             "first_epoch_overhead_s": 1.5, "peak_gpu_mem_gib": 1.5, "versions": {"card": "H100"}, **extra}
 
 
-def test_report_pairs_ddp_rows_with_their_twin_and_reads_only_job_files(gpu_benchmark, tmp_path):
-    jobs = [job("full", 0, 1, 40000.0), job("full", 1, 1, 38000.0), job("full-compiled", 0, 1, 50000.0),
-            job("full-ddp2", 0, 2, 39000.0), job("full-ddp2-compiled", 0, 2, 55000.0, first_validation_overhead_s=3.0)]
+def report_of(gpu_benchmark, jobs: list[dict], tmp_path) -> Path:
+    """Write each job's JSON as the suite does and run the report over them: the Markdown table's path."""
     files = []
     for j in jobs:
         files.append(tmp_path / f"{j['name']}-s{j['seed']}.json")
         files[-1].write_text(json.dumps(j))
     md = tmp_path / "table.md"
     gpu_benchmark.report(type("Args", (), {"files": [str(f) for f in files], "md": str(md), "quiet": True})())
+    return md
+
+
+def test_report_pairs_ddp_rows_with_their_twin_and_reads_only_job_files(gpu_benchmark, tmp_path):
+    jobs = [job("full", 0, 1, 40000.0), job("full", 1, 1, 38000.0), job("full-compiled", 0, 1, 50000.0),
+            job("full-ddp2", 0, 2, 39000.0), job("full-ddp2-compiled", 0, 2, 55000.0, first_validation_overhead_s=3.0)]
+    md = report_of(gpu_benchmark, jobs, tmp_path)
     text = md.read_text()
     assert "full-ddp2 vs full: 1.00x" in text  # 39,000 / mean(40,000, 38,000)
     assert "full-ddp2-compiled vs full-compiled: 1.10x" in text
@@ -115,12 +121,7 @@ def test_compile_time_and_the_fit_besides_it(gpu_benchmark, tmp_path):
             for seed, fit in ((0, 24.0), (1, 26.0))]
     assert gpu_benchmark.compile_s(jobs[0]) == pytest.approx(1.5 + 2.5)
     assert gpu_benchmark.compile_s(job("old", 0, 1, 1.0)) == pytest.approx(1.5)  # older JSONs: no phases
-    files = []
-    for j in jobs:
-        files.append(tmp_path / f"{j['name']}-s{j['seed']}.json")
-        files[-1].write_text(json.dumps(j))
-    md = tmp_path / "table.md"
-    gpu_benchmark.report(type("Args", (), {"files": [str(f) for f in files], "md": str(md), "quiet": True})())
+    md = report_of(gpu_benchmark, jobs, tmp_path)
     assert "| full-compiled | 25.00 ± 1.41 | 4.00 ± 0.00 | 21.00 ± 1.41 | 3.10 ± 0.00 | 0.40 ± 0.00 | 0.60 ± 0.00 (2) |" \
         in md.read_text()
     row = json.loads(md.with_suffix(".json").read_text())["rows"][0]
