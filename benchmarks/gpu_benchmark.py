@@ -230,8 +230,9 @@ PLANS = {
           "--last_checkpoint.every_n_epochs", str(n // 4), *GRAPHS], True)
         for n in (44, 40)
     ] + [("full-compiled", "configs/full.yaml", (1, 2), 1, GRAPHS, True)],  # tune-6's last row, cut by the call's limit
-    # Session 6, call 3 (one GPU): configs/full.yaml now (batch 1024, 44 epochs, validated once), 3 seeds, with the
-    # fit's phases timed; once with Lightning's CSV logger instead of TensorBoard's (the device image has tensorboard).
+    # Session 6, call 3 (one GPU): configs/full.yaml as it was then (batch 1024, 44 epochs, validated once; 40 epochs
+    # since, so rerunning this plan runs those), 3 seeds, with the fit's phases timed; once with Lightning's CSV logger
+    # instead of TensorBoard's (the device image has tensorboard). Renamed full44-* in results/gpu-full-6.md.
     "full-6": [
         ("full-compiled", "configs/full.yaml", (0,), 1, GRAPHS, True),
         ("full-compiled-csvlogger", "configs/full.yaml", (0,), 1,
@@ -294,9 +295,6 @@ class Recorder(L.Callback):
     def on_validation_end(self, trainer, pl_module):  # after ModelCheckpoint's save of the best weights
         if trainer.state.fn == TrainerFn.FITTING:
             self.validations.append(self._now(pl_module) - self.val_start)
-
-    def on_fit_end(self, trainer, pl_module):
-        self.marks["fit_end"] = self._now(pl_module)
 
     @staticmethod
     def _now(pl_module) -> float:

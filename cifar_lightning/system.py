@@ -173,7 +173,7 @@ class CIFARSystem(L.LightningModule):
 
     # cuDNN's autotuning (``trainer.benchmark``) times every convolution algorithm once per new input shape. An
     # evaluation brings new shapes (all test-time views in one batch, a smaller last batch) for a few batches
-    # only: tuning them cost more than it saved (benchmarks/results/gpu-tune-6.md). Evaluation uses cuDNN's
+    # only: tuning them cost more than it saved (benchmarks/results/gpu-full-6.md). Evaluation uses cuDNN's
     # heuristic choice instead; training keeps its tuned algorithms.
     def _pause_autotuning(self):
         self._autotuning = torch.backends.cudnn.benchmark
