@@ -559,20 +559,19 @@ def report(args) -> None:
         for name, rs in tta_rows:
             cells = [fmt(mean_std([r["val_acc_tta"][v] for r in rs]), 100, 2) for v in TTA_VARIANTS]
             lines.append(f"| {name} | {','.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " |")
-    phase_rows = [(name, rs) for name, rs in groups.items() if all(r.get("fit_phases") for r in rs)]
+    phase_rows = [(row, groups[row["name"]]) for row in rows if "compile_s" in row]  # the runs with timed phases
     if phase_rows:
         lines += ["", "Where each fit's seconds went besides its training steps (mean ± std over seeds). Compile = "
                   "`torch.compile`'s own call (it imports the compiler) + the first-epoch overhead above:", "",
                   "| run | fit s | compile s | fit s less compile | before first epoch s (compile's call included) "
                   "| validations s | checkpoint saves s (count) | after last epoch s | logger |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for name, rs in phase_rows:
+        for row, rs in phase_rows:
             ph = [r["fit_phases"] for r in rs]
-            cells = [mean_std([r["fit_s"] for r in rs]), mean_std([compile_s(r) for r in rs]),
-                     mean_std([r["fit_s"] - compile_s(r) for r in rs]),
+            cells = [row["fit_s"], row["compile_s"], row["fit_less_compile_s"],
                      mean_std([p["before_first_epoch_s"] for p in ph]), mean_std([sum(p["validation_s"]) for p in ph]),
                      mean_std([sum(p["checkpoint_s"]) for p in ph])]
-            lines.append(f"| {name} | " + " | ".join(fmt(c, digits=2) for c in cells)
+            lines.append(f"| {row['name']} | " + " | ".join(fmt(c, digits=2) for c in cells)
                          + f" ({len(ph[0]['checkpoint_s'])}) | {fmt(mean_std([p['after_last_epoch_s'] for p in ph]), digits=2)} "
                          f"| {rs[0].get('logger')} |")
     for multi in (r for r in rows if r["gpus"] > 1 and r["images_per_s"]):

@@ -182,23 +182,8 @@ class CIFARSystem(L.LightningModule):
     def _resume_autotuning(self):
         torch.backends.cudnn.benchmark = getattr(self, "_autotuning", torch.backends.cudnn.benchmark)
 
-    def on_validation_start(self):
-        self._pause_autotuning()
-
-    def on_validation_end(self):
-        self._resume_autotuning()
-
-    def on_test_start(self):
-        self._pause_autotuning()
-
-    def on_test_end(self):
-        self._resume_autotuning()
-
-    def on_predict_start(self):
-        self._pause_autotuning()
-
-    def on_predict_end(self):
-        self._resume_autotuning()
+    on_validation_start = on_test_start = on_predict_start = _pause_autotuning
+    on_validation_end = on_test_end = on_predict_end = _resume_autotuning
 
     def validation_step(self, batch, batch_idx):
         self._evaluate(batch, "val", self.val_acc)
