@@ -257,6 +257,23 @@ PLANS = {
          [*DDP2, *epochs_val_end(n), "--model.lr", str(lr), *GRAPHS], False)
         for lr, n in ((1.2, 40), (0.9, 40), (1.2, 48))
     ],
+    # Session 7, call 1 (two GPUs of one host; validation only): ddp-2048-tune with an EMA over as many images as
+    # one GPU's (decay 0.98 over half the steps), the lr scaled with the batch (1.2) or not quite (0.9), and more
+    # epochs (each DDP epoch at global batch 2048 takes ~0.2 s).
+    "ddp-7-tune": [
+        (f"t7-ddp2-lr{lr}-e{n}", "configs/full.yaml", (0,), 2,
+         [*DDP2, *epochs_val_end(n), "--model.lr", str(lr), "--trainer.callbacks.decay", "0.98", *GRAPHS], False)
+        for lr, n in ((1.2, 40), (1.2, 48), (0.9, 48), (1.2, 56), (1.6, 48))
+    ],
+    # Session 7, call 2 (two GPUs of one host): the benchmark in one invocation: the classic recipe, the long config
+    # and the full config on one GPU (two jobs side by side, one per GPU), then DDP through the CLI with
+    # configs/ddp.yaml (global batch 2048, lr 1.2, 64 epochs: ddp-7-tune's trend, more epochs than its best two).
+    "final-7": [
+        ("classic", "configs/classic.yaml", (0,), 1, [], True),
+        ("long-compiled", "configs/long.yaml", SEEDS, 1, GRAPHS, True),
+        ("full-compiled", "configs/full.yaml", SEEDS, 1, GRAPHS, True),
+        ("full-ddp2-compiled", "configs/full.yaml", SEEDS, 2, ["--config", "configs/ddp.yaml", *GRAPHS], True),
+    ],
     # The current benchmark (results/gpu-full.md: v4-full then v4-long, one machine): the classic recipe, the full
     # config eager and with CUDA graphs, the long config with CUDA graphs.
     "current": [
