@@ -274,6 +274,12 @@ PLANS = {
         ("full-compiled", "configs/full.yaml", SEEDS, 1, GRAPHS, True),
         ("full-ddp2-compiled", "configs/full.yaml", SEEDS, 2, ["--config", "configs/ddp.yaml", *GRAPHS], True),
     ],
+    # Session 7, call 3 (two GPUs of one host): final-7's DDP seeds cut by the call's limit, beside a single-GPU
+    # baseline on the same machine (two seeds side by side).
+    "final-7-ddp": [
+        ("full-compiled", "configs/full.yaml", (0, 1), 1, GRAPHS, True),
+        ("full-ddp2-compiled", "configs/full.yaml", (1, 2), 2, ["--config", "configs/ddp.yaml", *GRAPHS], True),
+    ],
     # The current benchmark (results/gpu-full.md: v4-full then v4-long, one machine): the classic recipe, the full
     # config eager and with CUDA graphs, the long config with CUDA graphs.
     "current": [
