@@ -280,6 +280,12 @@ PLANS = {
         ("full-compiled", "configs/full.yaml", (0, 1), 1, GRAPHS, True),
         ("full-ddp2-compiled", "configs/full.yaml", (1, 2), 2, ["--config", "configs/ddp.yaml", *GRAPHS], True),
     ],
+    # Session 7, call 4 (one GPU, the last minutes): final-7's classic and full rows again with no neighbour on the
+    # host (final-7 ran two jobs side by side; the classic recipe's CPU data loaders share the host's cores).
+    "alone-7": [
+        ("classic", "configs/classic.yaml", (0,), 1, [], True),
+        ("full-compiled", "configs/full.yaml", (0,), 1, GRAPHS, True),
+    ],
     # The current benchmark (results/gpu-full.md: v4-full then v4-long, one machine): the classic recipe, the full
     # config eager and with CUDA graphs, the long config with CUDA graphs.
     "current": [
