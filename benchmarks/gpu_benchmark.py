@@ -389,10 +389,14 @@ def fit_phases(rec: Recorder, fit_start: float, fit_end: float, checkpoint_s: li
             "validation_s": rec.validations, "checkpoint_s": checkpoint_s, "compile_setup_s": compile_setup_s}
 
 
-def compile_s(result: dict) -> float:
+def compile_s(result: dict) -> float | None:
     """A fit's one-off compile time: ``torch.compile``'s own call (the compiler's imports) and the first epoch at each
-    input size beyond a steady one (graph builds, cuDNN autotuning)."""
-    return result["first_epoch_overhead_s"] + sum(result.get("fit_phases", {}).get("compile_setup_s", []))
+    input size beyond a steady one (graph builds, cuDNN autotuning). None for a fit that never called torch.compile
+    (timed since session 6, call 4: older JSONs have no ``compile_setup_s`` and count the overhead alone)."""
+    phases = result.get("fit_phases")
+    if phases is not None and phases.get("compile_setup_s") == []:
+        return None
+    return result["first_epoch_overhead_s"] + sum((phases or {}).get("compile_setup_s", []))
 
 
 def by_size(epochs: list[dict]) -> dict[int, list[dict]]:
@@ -561,10 +565,13 @@ def report(args) -> None:
             vals = [r[key] for r in rs if r.get(key) is not None]
             row[key] = mean_std(vals) if vals else None
         if all(r.get("fit_phases") for r in rs):  # timed since session 6: compile time apart from the fit's own
-            row["compile_s"] = mean_std([compile_s(r) for r in rs])
-            row["fit_less_compile_s"] = mean_std([r["fit_s"] - compile_s(r) for r in rs])
+            compiled = all(compile_s(r) is not None for r in rs)  # eager runs: no compile time, the whole fit
+            row["compile_s"] = mean_std([compile_s(r) for r in rs]) if compiled else None
+            row["fit_less_compile_s"] = mean_std([r["fit_s"] - (compile_s(r) if compiled else 0.0) for r in rs])
         rows.append(row)
-    info = results[0]["versions"] if results else {}
+    info = dict(results[0]["versions"]) if results else {}
+    if results:  # a single-GPU job sees one card (CUDA_VISIBLE_DEVICES): the machine had as many as any job saw
+        info["gpus"] = max(r["versions"].get("gpus") or 1 for r in results)
 
     def fmt(v, scale=1.0, digits=1):  # v: [mean, std] over seeds, or None
         return format_mean_std(*(v or (None, None)), scale, digits)

@@ -128,6 +128,17 @@ def test_compile_time_and_the_fit_besides_it(gpu_benchmark, tmp_path):
     assert row["fit_less_compile_s"] == pytest.approx([21.0, 2 ** 0.5])
 
 
+def test_a_fit_that_never_compiled_has_no_compile_time(gpu_benchmark, tmp_path):
+    """An eager run (the classic recipe): its first-epoch overhead is not compiling; the fit besides compiling is
+    the whole fit."""
+    phases = {"before_fit_start_hook_s": 1.0, "before_first_epoch_s": 1.7, "after_last_epoch_s": 0.5,
+              "validation_s": [0.4], "checkpoint_s": [0.3], "compile_setup_s": []}
+    eager = job("classic", 0, 1, 12000.0, fit_s=141.0, fit_phases=phases, logger="CSVLogger")
+    assert gpu_benchmark.compile_s(eager) is None
+    md = report_of(gpu_benchmark, [eager], tmp_path)
+    assert "| classic | 141.00 ± 0.00 | – | 141.00 ± 0.00 |" in md.read_text()
+
+
 def test_timed_calls_records_each_call_and_passes_results_through(gpu_benchmark):
     owner = type("Owner", (), {})()
     owner.work = lambda x: x * 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -12,6 +13,8 @@ from lightning.pytorch.strategies import DDPStrategy
 from cifar_lightning import CIFAR10DataModule, CIFARSystem, build_resnet
 from cifar_lightning.cli import CifarCLI
 from cifar_lightning.ddp import LeanDDPStrategy, check_sigterm_every, sync_buffers
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli_strategy(*strategy):
@@ -69,3 +72,30 @@ def test_lightning_still_has_the_sigterm_broadcast_that_the_strategy_thins_out(t
 
     # a Lightning release without it would make check_sigterm_every a silent no-op: this test says so instead
     assert callable(getattr(cpu_trainer(tmp_path).fit_loop.epoch_loop, "_broadcast_sigterm_tensor", None))
+
+
+def test_ddp_config_on_top_of_full_changes_only_its_own_settings():
+    """configs/ddp.yaml after configs/full.yaml: two GPUs, the scaled lr, more epochs, a shorter EMA; the rest of the
+    recipe (crops, progress bar, batch per process, backbone) is full.yaml's."""
+    from cifar_lightning import EMAWeights, ProgressiveCrop
+
+    def parsed(*configs):
+        args = [arg for c in configs for arg in ("--config", str(ROOT / c))]
+        cli = CifarCLI(CIFARSystem, CIFAR10DataModule, run=False, args=[
+            *args, "--trainer.accelerator", "cpu", "--trainer.precision", "32-true", "--data.source", "synthetic"])
+        callbacks = {type(cb).__name__: cb for cb in cli.trainer.callbacks}
+        return cli, callbacks
+
+    one, one_cbs = parsed("configs/full.yaml")
+    two, two_cbs = parsed("configs/full.yaml", "configs/ddp.yaml")
+    assert isinstance(two.trainer.strategy, LeanDDPStrategy) and two.trainer.num_devices == 2
+    assert two.model.hparams.lr == 2 * one.model.hparams.lr
+    assert two.trainer.max_epochs > one.trainer.max_epochs
+    assert two.trainer.check_val_every_n_epoch == two.trainer.max_epochs  # still one validation, after the last epoch
+    assert two.datamodule.hparams.batch_size == one.datamodule.hparams.batch_size  # per process: the global batch doubles
+    assert two_cbs["EMAWeights"].decay < one_cbs["EMAWeights"].decay
+    for name in ("ProgressiveCrop", "TQDMProgressBar"):
+        assert name in two_cbs
+    crop_one, crop_two = one_cbs["ProgressiveCrop"], two_cbs["ProgressiveCrop"]
+    assert isinstance(crop_two, ProgressiveCrop) and isinstance(two_cbs["EMAWeights"], EMAWeights)
+    assert (crop_two.size, crop_two.fraction) == (crop_one.size, crop_one.fraction)

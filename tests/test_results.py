@@ -199,9 +199,11 @@ def test_committed_gpu_benchmark_has_the_runs_lesson_10_shows():
     runs = ["classic", "full", "full-compiled", "long-compiled"]  # as in lesson 10's last table
     table = results.benchmark_table(ROOT / "benchmarks" / "results" / "gpu-full.json", runs)
     assert len(table) == 4
-    today = ["full-compiled", "full-ddp2-b512-compiled", "full-ddp2-compiled"]  # lesson 10's second table
-    table = results.benchmark_table(ROOT / "benchmarks" / "results" / "gpu-ddp-6.json", today)
-    assert len(table) == 3 and "fit s less compile" in table.columns
+    today = ["classic", "full-compiled", "long-compiled", "full-ddp2-compiled"]  # lesson 10's second table
+    table = results.benchmark_table(ROOT / "benchmarks" / "results" / "gpu-final-7.json", today)
+    assert len(table) == 4 and "fit s less compile" in table.columns
+    assert table.loc["classic", "compile s"] == "–"  # eager: nothing compiled, the whole fit counts
+    assert table.loc["full-ddp2-compiled", "GPUs"] == 2
 
 
 def test_comparison_arms_drop_the_full_configs_callbacks(tmp_path):

@@ -153,3 +153,17 @@ def test_lesson_logger_starts_a_run_of_its_own_under_runs(keyless, monkeypatch):
     records = load_records(keyless / "runs" / "lesson-x")
     assert [(r["name"], r["group"], r["summary"]["val_acc"]) for r in records] == [("a", "lesson-x", 0.5),
                                                                                    ("b", "lesson-x", 0.7)]
+
+
+def test_wandb_config_adds_its_callback_to_the_runs_own(keyless):
+    """configs/wandb.yaml after configs/full.yaml keeps full.yaml's crops and EMA (a plain ``callbacks:`` list in the
+    later file would replace them and silently change the recipe) and adds the run report."""
+    from cifar_lightning.cli import CifarCLI
+
+    cli = CifarCLI(CIFARSystem, CIFAR10DataModule, run=False, args=[
+        "--config", str(ROOT / "configs/full.yaml"), "--config", str(ROOT / "configs/wandb.yaml"),
+        "--trainer.accelerator", "cpu", "--trainer.precision", "32-true", "--data.source", "synthetic",
+        "--trainer.default_root_dir", str(keyless / "runs")])
+    names = [type(cb).__name__ for cb in cli.trainer.callbacks]
+    assert {"ProgressiveCrop", "EMAWeights", "TQDMProgressBar", "RunReport"} <= set(names)
+    assert isinstance(cli.trainer.logger, WorkshopWandbLogger)
