@@ -49,12 +49,28 @@ def window_summary(prof, steps: int, wall_s: float, label: str) -> str:
     return "\n".join(lines)
 
 
+def window_error(steps_per_epoch: int, first: int, steps: int) -> str | None:
+    """Why a window of ``steps`` steps from step ``first`` cannot be profiled in an epoch this long, or None."""
+    if first + steps <= steps_per_epoch:
+        return None
+    start = min(first, steps_per_epoch // 4)  # past the epoch's first steps, which pay for starting it
+    return (f"an epoch has {steps_per_epoch} steps, but the window needs --first {first} + --steps {steps}: "
+            f"pass e.g. --first {start} --steps {min(steps, steps_per_epoch - start)}")
+
+
 class StepWindows(L.Callback):
     """Profiles steps ``[first, first + steps)`` of each epoch in ``epochs`` and prints a summary."""
 
     def __init__(self, epochs=(1, 3), first: int = 20, steps: int = 20):
         self.epochs, self.first, self.steps = epochs, first, steps
         self.prof = None
+
+    def on_train_start(self, trainer, pl_module):
+        # a window longer than the epoch would never close: no summary at all (e.g. DDP at a global batch of 2048:
+        # 22 steps per epoch)
+        error = window_error(int(trainer.num_training_batches), self.first, self.steps)
+        if error:
+            raise SystemExit(f"error: {error}")
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.current_epoch in self.epochs and batch_idx == self.first:

@@ -11,12 +11,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def gpu_benchmark():
-    spec = importlib.util.spec_from_file_location("gpu_benchmark", ROOT / "benchmarks" / "gpu_benchmark.py")
+def load_script(name: str):
+    """A script under benchmarks/ as a module (they are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def gpu_benchmark():
+    return load_script("gpu_benchmark")
+
+
+@pytest.fixture(scope="module")
+def profile_fit():
+    return load_script("profile_fit")
 
 
 def epoch(train_s, val_s=None):
@@ -69,20 +79,25 @@ def test_overheads_and_throughput_per_input_size(gpu_benchmark):
     assert gpu_benchmark.first_epochs_overhead(old) == pytest.approx(2.0)
 
 
-def test_profile_fit_summarises_a_window_on_cpu():
+def test_profile_fit_summarises_a_window_on_cpu(profile_fit):
     """profile_fit's per-step summary from a CPU-only profile: no GPU time, launches or syncs, the ops table."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    spec = importlib.util.spec_from_file_location("profile_fit", ROOT / "benchmarks" / "profile_fit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(4):
             torch.randn(64, 64) @ torch.randn(64, 64)
-    text = module.window_summary(prof, steps=4, wall_s=0.02, label="test window")
+    text = profile_fit.window_summary(prof, steps=4, wall_s=0.02, label="test window")
     assert text.startswith("== test window: 4 steps\nwall 5.00 ms/step, GPU kernels 0.00 ms/step (0% busy), 0 launches/step")
     assert "aten::mm" in text
+
+
+def test_profile_fit_refuses_a_window_longer_than_an_epoch(profile_fit):
+    """DDP at a global batch of 2048 has 22 steps per epoch: the default window (steps 20-39) would never close."""
+    assert profile_fit.window_error(88, first=20, steps=20) is None and profile_fit.window_error(40, 20, 20) is None
+    error = profile_fit.window_error(22, first=20, steps=20)
+    assert "an epoch has 22 steps" in error and error.endswith("pass e.g. --first 5 --steps 17")
+    assert profile_fit.window_error(22, 5, 17) is None
 
 
 def test_report_tabulates_validation_accuracy_under_each_tta(gpu_benchmark, tmp_path):
@@ -97,11 +112,8 @@ def test_report_tabulates_validation_accuracy_under_each_tta(gpu_benchmark, tmp_
     assert "| full | 0,1 | 91.00 ± 1.41 | 92.00 ± 1.41 | 92.00 ± 0.71 | 91.50 ± 0.42 |" in md.read_text()
 
 
-
 def test_cpu_track_report_shows_each_runs_tta_scores():
-    spec = importlib.util.spec_from_file_location("cpu_track", ROOT / "benchmarks" / "cpu_track.py")
-    cpu_track = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cpu_track)
+    cpu_track = load_script("cpu_track")
     run = {"seed": 0, "epochs": 8, "test_acc": 0.81, "val_acc": [0.5, 0.8], "epoch_end_s": [60.0, 120.0], "fit_s": 120.0,
            "fit_cpu_s": 230.0, "test_s": 8.0, "command_s": 130.0,
            "val_acc_tta": {"none": 0.79, "flip": 0.80, "flip+shift1": 0.805, "flip+shift2": 0.802}}
