@@ -249,9 +249,8 @@ PLANS = {
     ],
     # Session 6, call 5 (one GPU, the last minutes): the long config with this session's code, one seed.
     "long-6": [("long-compiled", "configs/long.yaml", (0,), 1, GRAPHS, True)],
-    # Prepared for the next session (two GPUs of one host; not run): DDP at the config's 1024 per GPU trains 1.80x
-    # one GPU's images/s but lost 2.9 points with the same lr (gpu-ddp-6.md). Tune that global batch of 2048 on the
-    # validation split: a higher lr, more epochs (still fewer steps than one GPU's 40 epochs at 1024).
+    # Prepared in session 6, never run (session 7 ran ddp-7-tune instead, with an EMA over as many images): DDP at the
+    # config's 1024 per GPU trains 1.80x one GPU's images/s but lost 2.9 points with the same lr (gpu-ddp-6.md).
     "ddp-2048-tune": [
         (f"t7-ddp2-lr{lr}-e{n}", "configs/full.yaml", (0,), 2,
          [*DDP2, *epochs_val_end(n), "--model.lr", str(lr), *GRAPHS], False)
