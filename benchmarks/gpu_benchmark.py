@@ -1,8 +1,8 @@
 """Benchmark: the classic recipe against the fast GPU-resident configs, on one machine, in one invocation.
 
     python benchmarks/gpu_benchmark.py prepare --data-dir /tmp/cifar10-jpeg --cache-dir /tmp/cache
-    python benchmarks/gpu_benchmark.py suite current --data-dir /tmp/cifar10-jpeg --cache-dir /tmp/cache --out runs/bench
-    python benchmarks/gpu_benchmark.py report runs/bench/*.json --md benchmarks/results/gpu-full.md
+    python benchmarks/gpu_benchmark.py suite final-7 --data-dir /tmp/cifar10-jpeg --cache-dir /tmp/cache --out runs/bench
+    python benchmarks/gpu_benchmark.py report runs/bench/*-s[0-9].json --md benchmarks/results/gpu-final-7.md
 
 ``suite`` runs each job of a plan (a config, a seed, extra CLI options) as its own process through the
 project's LightningCLI, one job per GPU at a time (two GPUs: two jobs side by side), and DDP jobs on all GPUs
@@ -279,14 +279,15 @@ PLANS = {
         ("full-compiled", "configs/full.yaml", (0, 1), 1, GRAPHS, True),
         ("full-ddp2-compiled", "configs/full.yaml", (1, 2), 2, ["--config", "configs/ddp.yaml", *GRAPHS], True),
     ],
-    # Session 7, call 4 (one GPU, the last minutes): final-7's classic and full rows again with no neighbour on the
-    # host (final-7 ran two jobs side by side; the classic recipe's CPU data loaders share the host's cores).
+    # Prepared in session 7, not run (too little device time was left to start a machine): final-7's classic and full
+    # rows again with no neighbour on the host (final-7 ran two jobs side by side; the classic recipe's CPU data
+    # loaders share the host's cores).
     "alone-7": [
         ("classic", "configs/classic.yaml", (0,), 1, [], True),
         ("full-compiled", "configs/full.yaml", (0,), 1, GRAPHS, True),
     ],
-    # The current benchmark (results/gpu-full.md: v4-full then v4-long, one machine): the classic recipe, the full
-    # config eager and with CUDA graphs, the long config with CUDA graphs.
+    # Session 4's benchmark (results/gpu-full.md: v4-full then v4-long, one machine; the current one is final-7): the
+    # classic recipe, the full config eager and with CUDA graphs, the long config with CUDA graphs.
     "current": [
         ("classic", "configs/classic.yaml", (0,), 1, [], True),
         ("full", "configs/full.yaml", SEEDS, 1, [], True),
