@@ -11,6 +11,7 @@ import math
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -29,6 +30,16 @@ def smoothed_nll(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float
     if smoothing == 0:
         return nll
     return (1 - smoothing) * nll - smoothing * log_probs.mean(dim=1).mean()
+
+
+CPU_NHWC_MIN_CHANNELS = 8  # see CIFARSystem.on_fit_start
+
+
+def narrowest_conv(module: nn.Module) -> int:
+    """The fewest channels any 2-d convolution of ``module`` takes in or gives out (the RGB input excepted)."""
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    widths = [c.out_channels for c in convs] + [c.in_channels for c in convs if c.in_channels != 3]
+    return min(widths, default=CPU_NHWC_MIN_CHANNELS)
 
 
 def training_loss(system: CIFARSystem, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,8 +122,18 @@ class CIFARSystem(L.LightningModule):
         # validate_args=False: the argument checks read values back from the GPU, a sync on every step.
         self.train_acc, self.val_acc, self.test_acc = (
             MulticlassAccuracy(num_classes, average="micro", validate_args=False) for _ in range(3))
+        self._channels_last = channels_last
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
+
+    def on_fit_start(self) -> None:
+        if self._channels_last and self.device.type == "cpu" and narrowest_conv(self.backbone) < CPU_NHWC_MIN_CHANNELS:
+            # oneDNN (torch 2.14's CPU convolutions) can hang in the backward pass of NHWC convolutions this narrow
+            # (widths 2 and 4 hung, 8 never did): such a fit on a CPU keeps NCHW. Same results, only the layout.
+            rank_zero_warn(f"channels_last is off for this fit: on a CPU, convolutions narrower than "
+                           f"{CPU_NHWC_MIN_CHANNELS} channels can hang in NHWC")
+            self._channels_last = False
+            self.backbone.to(memory_format=torch.contiguous_format)
 
     def setup(self, stage: str) -> None:
         if self.hparams.get("compile") and self._training_loss is training_loss:
@@ -123,7 +144,7 @@ class CIFARSystem(L.LightningModule):
             self._training_loss = torch.compile(training_loss, mode=mode, dynamic=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.hparams.get("channels_last"):
+        if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone(x)
 

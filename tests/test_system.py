@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
@@ -7,6 +9,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from cifar_lightning import CIFAR10DataModule, CifarLightningError, CIFARSystem, build_resnet, load_system
 from cifar_lightning.system import fused_if_cuda, smoothed_nll, training_loss
 from tests.helpers import cpu_trainer
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_data(**kw):
@@ -222,3 +226,33 @@ def test_evaluation_pauses_cudnn_autotuning(tmp_path, monkeypatch):
     assert {phase: flag for phase, flag in seen} == {"train": True, "val": False}
     assert ("train", True) in seen[seen.index(("val", False)):]  # training after a validation tunes again
     assert torch.backends.cudnn.benchmark
+
+
+def test_narrow_channels_last_fit_on_a_cpu_keeps_nchw_instead_of_hanging(tmp_path):
+    """oneDNN can hang in the backward of NHWC convolutions narrower than 8 channels (torch 2.14 on x86 CPUs): such a
+    fit keeps NCHW, with a warning. In a subprocess with a time limit, so that a hang fails the test, not the run."""
+    import subprocess
+    import sys
+
+    from cifar_lightning.system import narrowest_conv
+
+    assert narrowest_conv(build_resnet(width=2)) == 2 and narrowest_conv(build_resnet(width=8)) == 8
+    code = """
+import sys, warnings, torch
+RUN_DIR = sys.argv[1]
+from cifar_lightning import CIFAR10DataModule, CIFARSystem, build_resnet
+from tests.helpers import cpu_trainer
+for width in (2, 8):
+    system = CIFARSystem(build_resnet(width=width), channels_last=True, scheduler="none")
+    dm = CIFAR10DataModule(source="synthetic", synthetic_size=(256, 64), batch_size=32, num_workers=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cpu_trainer(RUN_DIR, max_epochs=1, limit_train_batches=6, limit_val_batches=1,
+                    enable_checkpointing=False).fit(system, datamodule=dm)
+    nhwc = system.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    print(width, nhwc, any("channels_last is off" in str(w.message) for w in caught))
+"""
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=240, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-3:-1] == ["2 False True", "8 True False"]
