@@ -77,7 +77,8 @@ class CIFARSystem(L.LightningModule):
         tta_flip: at validation/test time average the predictions for the image and its mirror.
         tta_translate: also average over the image shifted by this many pixels down-right and up-left
             (reflect-padded as the training crops are; each with its mirror when ``tta_flip``): 0 turns it off.
-        channels_last: keep weights and inputs in NHWC memory layout (faster convolutions on tensor cores).
+        channels_last: keep weights and inputs in NHWC memory layout (faster convolutions on tensor cores). A fit
+            on a CPU with a convolution narrower than 8 channels keeps NCHW, with a warning (oneDNN can hang there).
         compile: ``torch.compile`` the training step's forward and loss (:func:`training_loss`) at the start of
             fit (the first steps pay the compile time): ``true`` for the default mode, or a mode name such as
             ``reduce-overhead`` (CUDA graphs). One static graph per input shape (``dynamic=False``); evaluation and
