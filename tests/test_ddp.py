@@ -1,8 +1,10 @@
-"""The CLI's DDP strategy and the buffer sync before evaluation, on CPU (two gloo processes)."""
+"""The CLI's DDP strategy, the buffer sync before evaluation, and configs/ddp.yaml, on CPU (two gloo processes)."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -10,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from lightning.pytorch.strategies import DDPStrategy
 
-from cifar_lightning import CIFAR10DataModule, CIFARSystem, build_resnet
+from cifar_lightning import CIFAR10DataModule, CIFARSystem, EMAWeights, ProgressiveCrop, build_resnet
 from cifar_lightning.cli import CifarCLI
 from cifar_lightning.ddp import LeanDDPStrategy, check_sigterm_every, sync_buffers
 
@@ -77,8 +79,6 @@ def test_lightning_still_has_the_sigterm_broadcast_that_the_strategy_thins_out(t
 def test_ddp_config_on_top_of_full_changes_only_its_own_settings():
     """configs/ddp.yaml after configs/full.yaml: two GPUs, the scaled lr, more epochs, a shorter EMA; the rest of the
     recipe (crops, progress bar, batch per process, backbone) is full.yaml's."""
-    from cifar_lightning import EMAWeights, ProgressiveCrop
-
     def parsed(*configs):
         args = [arg for c in configs for arg in ("--config", str(ROOT / c))]
         cli = CifarCLI(CIFARSystem, CIFAR10DataModule, run=False, args=[
@@ -103,9 +103,6 @@ def test_ddp_config_on_top_of_full_changes_only_its_own_settings():
 
 def test_ddp_config_trains_two_processes_through_the_cli(tmp_path):
     """The README's two-GPU command, on a CPU: two gloo processes, tiny synthetic data, the test after fit."""
-    import subprocess
-    import sys
-
     cmd = [sys.executable, "-m", "cifar_lightning", "fit", "--config", str(ROOT / "configs/full.yaml"),
            "--config", str(ROOT / "configs/ddp.yaml"), "--trainer.accelerator", "cpu", "--trainer.precision", "32-true",
            "--data.source", "synthetic", "--data.synthetic_size", "[512, 128]", "--model.backbone.width", "8",

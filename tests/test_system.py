@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -7,7 +9,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from cifar_lightning import CIFAR10DataModule, CifarLightningError, CIFARSystem, build_resnet, load_system
-from cifar_lightning.system import fused_if_cuda, smoothed_nll, training_loss
+from cifar_lightning.system import fused_if_cuda, narrowest_conv, smoothed_nll, training_loss
 from tests.helpers import cpu_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,11 +233,6 @@ def test_evaluation_pauses_cudnn_autotuning(tmp_path, monkeypatch):
 def test_narrow_channels_last_fit_on_a_cpu_keeps_nchw_instead_of_hanging(tmp_path):
     """oneDNN can hang in the backward of NHWC convolutions narrower than 8 channels (torch 2.14 on x86 CPUs): such a
     fit keeps NCHW, with a warning. In a subprocess with a time limit, so that a hang fails the test, not the run."""
-    import subprocess
-    import sys
-
-    from cifar_lightning.system import narrowest_conv
-
     assert narrowest_conv(build_resnet(width=2)) == 2 and narrowest_conv(build_resnet(width=8)) == 8
     code = """
 import sys, warnings, torch
