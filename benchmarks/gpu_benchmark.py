@@ -565,9 +565,11 @@ def report(args) -> None:
             vals = [r[key] for r in rs if r.get(key) is not None]
             row[key] = mean_std(vals) if vals else None
         if all(r.get("fit_phases") for r in rs):  # timed since session 6: compile time apart from the fit's own
-            compiled = all(compile_s(r) is not None for r in rs)  # eager runs: no compile time, the whole fit
-            row["compile_s"] = mean_std([compile_s(r) for r in rs]) if compiled else None
-            row["fit_less_compile_s"] = mean_std([r["fit_s"] - (compile_s(r) if compiled else 0.0) for r in rs])
+            compiles = [compile_s(r) for r in rs]
+            compiled = None not in compiles  # eager runs: no compile time, the whole fit
+            row["compile_s"] = mean_std(compiles) if compiled else None
+            fits = [r["fit_s"] for r in rs]
+            row["fit_less_compile_s"] = mean_std([f - c for f, c in zip(fits, compiles, strict=True)] if compiled else fits)
         rows.append(row)
     info = dict(results[0]["versions"]) if results else {}
     if results:  # a single-GPU job sees one card (CUDA_VISIBLE_DEVICES): the machine had as many as any job saw
