@@ -36,10 +36,9 @@ CPU_NHWC_MIN_CHANNELS = 8  # see CIFARSystem.on_fit_start
 
 
 def narrowest_conv(module: nn.Module) -> int:
-    """The fewest channels any 2-d convolution of ``module`` takes in or gives out (the RGB input excepted)."""
-    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
-    widths = [c.out_channels for c in convs] + [c.in_channels for c in convs if c.in_channels != 3]
-    return min(widths, default=CPU_NHWC_MIN_CHANNELS)
+    """The fewest channels any 2-d convolution of ``module`` gives out (each one's input is another's output, but
+    the image's)."""
+    return min((m.out_channels for m in module.modules() if isinstance(m, nn.Conv2d)), default=CPU_NHWC_MIN_CHANNELS)
 
 
 def training_loss(system: CIFARSystem, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
