@@ -48,6 +48,15 @@ def training_loss(system: CIFARSystem, x: torch.Tensor, y: torch.Tensor) -> tupl
     return smoothed_nll(log_probs, y, system.hparams.label_smoothing), log_probs
 
 
+def logger_writes_this_step(trainer) -> bool:
+    """Whether Lightning's loggers write the values of the training step under way (every ``log_every_n_steps``-th
+    step, the last one, and every step of ``fast_dev_run``); True where that cannot be told (no trainer, or a
+    Lightning without the ``should_update_logs`` flag it uses itself)."""
+    if trainer is None or trainer.fast_dev_run:
+        return True
+    return bool(getattr(getattr(trainer, "_logger_connector", None), "should_update_logs", True))
+
+
 def fused_if_cuda(params: list[torch.Tensor]) -> bool | None:
     """``fused=True`` for PyTorch's optimizers when every parameter is on a GPU (one kernel per step instead of a
     few per parameter group); ``None`` (PyTorch's default) otherwise."""
@@ -84,7 +93,9 @@ class CIFARSystem(L.LightningModule):
             prediction run eagerly, so their few batches (another mode, a smaller last batch) compile nothing.
         progress_bar_loss: show the training loss in the progress bar. Lightning reads every ``prog_bar`` value
             back from the GPU after every step (Lightning issue #21232), which makes the host wait for the GPU
-            each step: the fast configs turn it off (the loss is still logged).
+            each step: the fast configs turn it off. The loss is still logged, on the steps the loggers write
+            (every ``trainer.log_every_n_steps``); ``trainer.callback_metrics["train_loss"]`` then holds the
+            latest written step's loss.
     """
 
     def __init__(
@@ -171,7 +182,12 @@ class CIFARSystem(L.LightningModule):
         x, y = batch
         loss, log_probs = self._training_loss(self, x, y)
         self.train_acc.update(log_probs, y)  # summed over the epoch, logged at its end
-        self.log("train_loss", loss, prog_bar=self.hparams.get("progress_bar_loss", True))
+        shown = self.hparams.get("progress_bar_loss", True)
+        # Each self.log call costs ~1 ms of host time (Lightning moves its result collection to the device every
+        # call): a tenth of a fast step's budget, which under DDP decides whether the GPU waits for the host
+        # (benchmarks/results/gpu-ddp-8.md). Without the bar, hand the loss over only on steps the loggers write.
+        if shown or logger_writes_this_step(self._trainer):
+            self.log("train_loss", loss, prog_bar=shown)
         return loss
 
     def on_train_epoch_end(self):

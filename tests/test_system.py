@@ -3,13 +3,14 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from cifar_lightning import CIFAR10DataModule, CifarLightningError, CIFARSystem, build_resnet, load_system
-from cifar_lightning.system import fused_if_cuda, narrowest_conv, smoothed_nll, training_loss
+from cifar_lightning.system import fused_if_cuda, logger_writes_this_step, narrowest_conv, smoothed_nll, training_loss
 from tests.helpers import cpu_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,6 +89,32 @@ def test_progress_bar_loss_switch(monkeypatch, shown):
     monkeypatch.setattr(system, "log", lambda name, value, **kw: logged.setdefault(name, kw))
     system.training_step((torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))), 0)
     assert logged["train_loss"].get("prog_bar") is shown
+
+
+def test_loss_handed_to_lightning_only_on_written_steps(tmp_path, monkeypatch):
+    """Without the bar, ``train_loss`` reaches Lightning only on the steps its logger writes (each ``self.log`` costs
+    host time), and the logger writes the same losses at the same steps as with it."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    written, calls = {}, {}
+    for shown in (True, False):
+        L.seed_everything(0)
+        system = CIFARSystem(build_resnet(width=8), progress_bar_loss=shown, scheduler="none")
+        log, calls[shown] = system.log, []
+
+        def counting_log(name, value, *args, _log=log, _calls=calls[shown], **kw):
+            _calls.append(name)
+            return _log(name, value, *args, **kw)
+
+        monkeypatch.setattr(system, "log", counting_log)
+        logger = CSVLogger(tmp_path, name=str(shown))
+        cpu_trainer(tmp_path, max_epochs=2, limit_train_batches=5, limit_val_batches=1, log_every_n_steps=3,
+                    enable_checkpointing=False, logger=logger).fit(system, tiny_data())
+        rows = pd.read_csv(Path(logger.log_dir) / "metrics.csv").dropna(subset=["train_loss"])
+        written[shown] = rows.set_index("step")["train_loss"].to_dict()
+    assert list(written[True]) == [2, 5, 8]  # steps 3, 6, 9 of 10 (0-based)
+    assert written[False] == pytest.approx(written[True])
+    assert calls[True].count("train_loss") == 10 and calls[False].count("train_loss") == 3
 
 
 def test_short_training_beats_chance(tmp_path):
@@ -253,3 +280,9 @@ for width in (2, 8):
                           timeout=240, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[-3:-1] == ["2 False True", "8 True False"]
+
+
+def test_logger_writes_this_step_defaults_to_yes():
+    """Without a trainer (a step called by hand), or a Lightning without the flag, every step's loss is logged."""
+    assert logger_writes_this_step(None)
+    assert logger_writes_this_step(type("T", (), {"fast_dev_run": False})())
