@@ -279,6 +279,12 @@ PLANS = {
         ("full-compiled", "configs/full.yaml", (0, 1), 1, GRAPHS, True),
         ("full-ddp2-compiled", "configs/full.yaml", (1, 2), 2, ["--config", "configs/ddp.yaml", *GRAPHS], True),
     ],
+    # Session 8 (two GPUs of one host): the single-GPU baseline (two seeds side by side, then the third) and DDP, after
+    # the host work per step was cut (train_loss handed to Lightning only on logged steps; gc frozen while training).
+    "final-8": [
+        ("full-compiled", "configs/full.yaml", SEEDS, 1, GRAPHS, True),
+        ("full-ddp2-compiled", "configs/full.yaml", SEEDS, 2, ["--config", "configs/ddp.yaml", *GRAPHS], True),
+    ],
     # Prepared in session 7, not run (too little device time was left to start a machine): final-7's classic and full
     # rows again with no neighbour on the host (final-7 ran two jobs side by side; the classic recipe's CPU data
     # loaders share the host's cores).

@@ -11,9 +11,15 @@ to the others before each evaluation (``CIFARSystem`` calls it), so every proces
 ``torch.compile`` it compiles the whole network as one graph (Dynamo's ``optimize_ddp=False``) instead of one graph
 per gradient bucket: the all-reduce no longer overlaps the backward pass, which costs less than the extra graphs.
 And Lightning's per-step SIGTERM broadcast (a host-GPU sync every step) runs every 50th step (``check_sigterm_every``).
+At 24 pixels a step's GPU work (~8.4 ms on an H100) barely exceeds its host work, so every host millisecond shows
+(benchmarks/results/gpu-ddp-8.md): the objects that exist when training starts (the data module's, the compiled
+graphs', Lightning's) are moved out of the garbage collector's reach (``gc.freeze``) until training ends, so its full
+collections no longer walk them during the steps.
 """
 
 from __future__ import annotations
+
+import gc
 
 import torch
 import torch.distributed as dist
@@ -23,12 +29,24 @@ from torch import nn
 
 class LeanDDPStrategy(DDPStrategy):
     """``DDPStrategy`` with ``broadcast_buffers=False`` and ``gradient_as_bucket_view=True`` (other DDP options pass
-    through), one compiled graph per step and a SIGTERM check every ``sigterm_check_every_n_steps`` steps."""
+    through), one compiled graph per step, a SIGTERM check every ``sigterm_check_every_n_steps`` steps, and (with
+    ``freeze_gc``) the garbage collector's older objects frozen while training runs."""
 
     def __init__(self, broadcast_buffers: bool = False, gradient_as_bucket_view: bool = True,
-                 sigterm_check_every_n_steps: int = 50, **kwargs):
+                 sigterm_check_every_n_steps: int = 50, freeze_gc: bool = True, **kwargs):
         super().__init__(broadcast_buffers=broadcast_buffers, gradient_as_bucket_view=gradient_as_bucket_view, **kwargs)
-        self.sigterm_check_every_n_steps = sigterm_check_every_n_steps
+        self.sigterm_check_every_n_steps, self.freeze_gc = sigterm_check_every_n_steps, freeze_gc
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        if self.freeze_gc:
+            gc.collect()  # today's garbage first: frozen objects are never freed until unfrozen
+            gc.freeze()
+
+    def teardown(self) -> None:  # after every fit, also one that failed
+        if self.freeze_gc:
+            gc.unfreeze()  # back to normal collection for whatever runs next
+        super().teardown()
 
     def setup(self, trainer) -> None:
         torch._dynamo.config.optimize_ddp = False  # one graph per step under DDP, not one per gradient bucket

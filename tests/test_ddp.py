@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import subprocess
 import sys
@@ -111,3 +112,22 @@ def test_ddp_config_trains_two_processes_through_the_cli(tmp_path):
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "MEMBER: 2/2" in done.stdout + done.stderr and "test accuracy:" in done.stdout
+
+
+def test_garbage_collector_frozen_while_training_only():
+    """``LeanDDPStrategy`` freezes the collector's objects when training starts (its full collections stop walking
+    them during the steps) and unfreezes them at teardown, which also follows a failed fit; ``freeze_gc=False``
+    leaves the collector alone."""
+    gc.unfreeze()
+    lean = cli_strategy("--trainer.strategy", "ddp")
+    lean.on_train_start()
+    try:
+        assert gc.get_freeze_count() > 0
+    finally:
+        lean.teardown()
+    assert gc.get_freeze_count() == 0
+    untouched = cli_strategy("--trainer.strategy", "cifar_lightning.ddp.LeanDDPStrategy",
+                             "--trainer.strategy.freeze_gc", "false")
+    untouched.on_train_start()
+    assert gc.get_freeze_count() == 0
+    untouched.teardown()
