@@ -157,3 +157,27 @@ def test_timed_calls_records_each_call_and_passes_results_through(gpu_benchmark)
     seconds = gpu_benchmark.timed_calls(owner, "work")
     assert owner.work(3) == 6 and owner.work(4) == 8
     assert len(seconds) == 2 and all(s >= 0 for s in seconds)
+
+
+def test_step_timeline_summary_leaves_out_first_and_validated_epochs():
+    step_timeline = load_script("step_timeline")
+    rows = [{"size": 24, "train_s": 9.0, "host_ms": [1, 90, 90, 1], "gpu_ms": [1, 90, 90, 1]},  # first: compiling
+            {"size": 24, "train_s": 0.2, "host_ms": [50, 6, 7, 50], "gpu_ms": [50, 8, 8, 50]},
+            {"size": 32, "train_s": 5.0, "host_ms": [1, 70, 70, 1], "gpu_ms": [1, 70, 70, 1]},
+            {"size": 32, "train_s": 0.3, "host_ms": [50, 7, 7, 50], "gpu_ms": [50, 12, 12, 50]},
+            {"size": 32, "train_s": 1.3, "host_ms": [50, 7, 9, 999], "gpu_ms": [50, 12, 12, 999]}]  # validated
+    small, full = step_timeline.size_summary(rows)
+    assert small == {"size": 24, "epochs": 1, "epoch_s": 0.2, "host_ms": 6.5, "gpu_ms": 8.0}
+    assert full == {"size": 32, "epochs": 1, "epoch_s": 0.3, "host_ms": 7.0, "gpu_ms": 12.0}
+
+
+def test_step_timeline_records_every_step_of_a_cpu_fit(tmp_path, capsys):
+    step_timeline = load_script("step_timeline")
+    step_timeline.main(["--out", str(tmp_path), "--tag", "cpu", "--", "--config", str(ROOT / "configs/full.yaml"),
+                        "--data.source", "synthetic", "--data.synthetic_size", "[640, 64]", "--data.batch_size", "64",
+                        "--model.backbone.width", "8", "--trainer.accelerator", "cpu", "--trainer.max_epochs", "4",
+                        "--trainer.check_val_every_n_epoch", "4", "--trainer.enable_progress_bar", "false"])
+    rows = json.loads((tmp_path / "cpu-r0.json").read_text())
+    assert [r["size"] for r in rows] == [24, 24, 24, 32]  # ProgressiveCrop: 3/4 of the epochs at 24 pixels
+    assert all(len(r["host_ms"]) == len(r["gpu_ms"]) == 9 for r in rows)  # one per step: 576 training images / 64
+    assert "[cpu] 24px, 2 epochs" in capsys.readouterr().out
