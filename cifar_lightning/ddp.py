@@ -13,7 +13,7 @@ per gradient bucket: the all-reduce no longer overlaps the backward pass, which 
 And Lightning's per-step SIGTERM broadcast (a host-GPU sync every step) runs every 50th step (``check_sigterm_every``).
 At 24 pixels a step's GPU work (~8.4 ms on an H100) barely exceeds its host work, so every host millisecond shows
 (benchmarks/results/gpu-ddp-8.md): the objects that exist when training starts (the data module's, the compiled
-graphs', Lightning's) are moved out of the garbage collector's reach (``gc.freeze``) until training ends, so its full
+graphs', Lightning's) are moved out of the garbage collector's reach (``gc.freeze``) until the fit ends, so its full
 collections no longer walk them during the steps.
 """
 

@@ -50,7 +50,7 @@ def training_loss(system: CIFARSystem, x: torch.Tensor, y: torch.Tensor) -> tupl
 
 def logger_writes_this_step(trainer) -> bool:
     """Whether Lightning's loggers write the values of the training step under way (every ``log_every_n_steps``-th
-    step, the last one, and every step of ``fast_dev_run``); True where that cannot be told (no trainer, or a
+    step, a step after which training stops, every step of ``fast_dev_run``); True where that cannot be told (no trainer, or a
     Lightning without the ``should_update_logs`` flag it uses itself)."""
     if trainer is None or trainer.fast_dev_run:
         return True
@@ -183,9 +183,9 @@ class CIFARSystem(L.LightningModule):
         loss, log_probs = self._training_loss(self, x, y)
         self.train_acc.update(log_probs, y)  # summed over the epoch, logged at its end
         shown = self.hparams.get("progress_bar_loss", True)
-        # Each self.log call costs ~1 ms of host time (Lightning moves its result collection to the device every
-        # call): a tenth of a fast step's budget, which under DDP decides whether the GPU waits for the host
-        # (benchmarks/results/gpu-ddp-8.md). Without the bar, hand the loss over only on steps the loggers write.
+        # A self.log call per step cost 0.8-1.9 ms of host time on an H100 host (Lightning moves its result collection
+        # to the device on every call): a tenth or more of a 24-pixel step's ~8 ms, which under DDP decided whether
+        # the GPUs wait for the host (benchmarks/results/gpu-ddp-8.md). Without the bar, log only what gets written.
         if shown or logger_writes_this_step(self._trainer):
             self.log("train_loss", loss, prog_bar=shown)
         return loss
