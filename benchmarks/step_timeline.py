@@ -20,6 +20,7 @@ import argparse
 import cProfile
 import functools
 import io
+import itertools
 import json
 import pstats
 import sys
@@ -93,7 +94,7 @@ class Timeline(L.Callback):
         if self.cuda:
             torch.cuda.synchronize(pl_module.device)
         host = np.diff(self.host) * 1e3
-        gpu = np.array([a.elapsed_time(b) for a, b in zip(self.events, self.events[1:])]) if self.cuda else host
+        gpu = np.array([a.elapsed_time(b) for a, b in itertools.pairwise(self.events)]) if self.cuda else host
         self.rows.append({"epoch": trainer.current_epoch, "size": self.size, "train_s": float(host.sum() / 1e3),
                           "host_ms": host.round(3).tolist(), "gpu_ms": gpu.round(3).tolist()})
 
