@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 
 from cifar_lightning import CIFAR10DataModule, CifarLightningError, CIFARSystem, build_resnet, load_system
 from cifar_lightning.system import fused_if_cuda, logger_writes_this_step, narrowest_conv, smoothed_nll, training_loss
@@ -94,8 +95,6 @@ def test_progress_bar_loss_switch(monkeypatch, shown):
 def test_loss_handed_to_lightning_only_on_written_steps(tmp_path, monkeypatch):
     """Without the bar, ``train_loss`` reaches Lightning only on the steps its logger writes (each ``self.log`` costs
     host time), and the logger writes the same losses at the same steps as with it."""
-    from lightning.pytorch.loggers import CSVLogger
-
     written, calls = {}, {}
     for shown in (True, False):
         L.seed_everything(0)
