@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cifar_lightning.cli as cli_module  # noqa: E402
 import cifar_lightning.system as system_module  # noqa: E402
 from cifar_lightning import CIFAR10DataModule, CIFARSystem  # noqa: E402
+from cifar_lightning.callbacks import EpochTimer  # noqa: E402
 from cifar_lightning.ddp import LeanDDPStrategy  # noqa: E402
 
 
@@ -62,8 +63,7 @@ class Timeline(L.Callback):
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.cuda = pl_module.device.type == "cuda"
-        if self.cuda:
-            torch.cuda.synchronize(pl_module.device)
+        EpochTimer._sync(pl_module)  # the epoch starts with an idle GPU, as the benchmark's clock does
         self.host, self.events = [], []
 
     def _mark(self):
@@ -91,8 +91,7 @@ class Timeline(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module):  # after the epoch's validation, if it had one
         self._mark()
-        if self.cuda:
-            torch.cuda.synchronize(pl_module.device)
+        EpochTimer._sync(pl_module)  # every event recorded has been reached
         host = np.diff(self.host) * 1e3
         gpu = np.array([a.elapsed_time(b) for a, b in itertools.pairwise(self.events)]) if self.cuda else host
         self.rows.append({"epoch": trainer.current_epoch, "size": self.size, "train_s": float(host.sum() / 1e3),

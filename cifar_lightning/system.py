@@ -50,8 +50,8 @@ def training_loss(system: CIFARSystem, x: torch.Tensor, y: torch.Tensor) -> tupl
 
 def logger_writes_this_step(trainer) -> bool:
     """Whether Lightning's loggers write the values of the training step under way (every ``log_every_n_steps``-th
-    step, a step after which training stops, every step of ``fast_dev_run``); True where that cannot be told (no trainer, or a
-    Lightning without the ``should_update_logs`` flag it uses itself)."""
+    step, a step after which training stops, every step of ``fast_dev_run``); True where that cannot be told (no
+    trainer, or a Lightning without the ``should_update_logs`` flag it uses itself)."""
     if trainer is None or trainer.fast_dev_run:
         return True
     return bool(getattr(getattr(trainer, "_logger_connector", None), "should_update_logs", True))
