@@ -285,6 +285,12 @@ PLANS = {
         ("full-compiled", "configs/full.yaml", SEEDS, 1, GRAPHS, True),
         ("full-ddp2-compiled", "configs/full.yaml", SEEDS, 2, ["--config", "configs/ddp.yaml", *GRAPHS], True),
     ],
+    # Session 9 (two GPUs of one host): final-8 again, with LeanDDPStrategy averaging the gradients in one flat
+    # all-reduce after backward instead of PyTorch's DDP wrapper (results/gpu-ddp-9.md).
+    "final-9": [
+        ("full-compiled", "configs/full.yaml", SEEDS, 1, GRAPHS, True),
+        ("full-ddp2-compiled", "configs/full.yaml", SEEDS, 2, ["--config", "configs/ddp.yaml", *GRAPHS], True),
+    ],
     # Prepared in session 7, not run (too little device time was left to start a machine): final-7's classic and full
     # rows again with no neighbour on the host (final-7 ran two jobs side by side; the classic recipe's CPU data
     # loaders share the host's cores).

@@ -11,7 +11,8 @@ and its per-step times (median) stay below the GPU's; when the host's median rea
 the host. Prints, per input size (``ProgressiveCrop`` changes it), the epochs' training seconds and both medians;
 writes every step to ``<out>/<tag>-r<rank>.json``. Switches for the comparisons in ``results/gpu-ddp-8.md``:
 ``--log-every-step`` restores the training loss's ``self.log`` on every step, ``--no-freeze-gc`` keeps the garbage
-collector as it is under DDP, ``--cprofile`` writes a Python profile of 16 steps of epoch 3 per rank.
+collector as it is under DDP, ``--bucketed-ddp`` averages the gradients with PyTorch's DDP wrapper (results/gpu-ddp-9.md),
+``--cprofile`` writes a Python profile of 16 steps of epoch 3 per rank.
 """
 
 from __future__ import annotations
@@ -111,14 +112,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tag", required=True, help="name of this run in the files and the printout")
     p.add_argument("--log-every-step", action="store_true", help="self.log the training loss on every step (before session 8)")
     p.add_argument("--no-freeze-gc", action="store_true", help="LeanDDPStrategy without gc.freeze (before session 8)")
+    p.add_argument("--bucketed-ddp", action="store_true", help="LeanDDPStrategy(gradient_sync='buckets') (before session 9)")
     p.add_argument("--cprofile", action="store_true", help="profile 16 steps of epoch 3 with cProfile")
     args, cli_args = p.parse_known_args(argv)
     cli_args = [a for a in cli_args if a != "--"]
     # DDP starts the other ranks by re-running this command line: each process applies the same switches.
     if args.log_every_step:
         system_module.logger_writes_this_step = lambda trainer: True
-    if args.no_freeze_gc:
-        cli_module.LeanDDPStrategy = functools.partial(LeanDDPStrategy, freeze_gc=False)
+    lean = {"freeze_gc": False} if args.no_freeze_gc else {}
+    if args.bucketed_ddp:
+        lean["gradient_sync"] = "buckets"
+    if lean:
+        cli_module.LeanDDPStrategy = functools.partial(LeanDDPStrategy, **lean)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cli = cli_module.CifarCLI(CIFARSystem, CIFAR10DataModule, seed_everything_default=42,

@@ -15,27 +15,65 @@ At 24 pixels a step's GPU work (~8.4 ms on an H100) barely exceeds its host work
 (benchmarks/results/gpu-ddp-8.md): the objects that exist when training starts (the data module's, the compiled
 graphs', Lightning's) are moved out of the garbage collector's reach (``gc.freeze``) until the fit ends, so its full
 collections no longer walk them during the steps.
+
+The gradients themselves (``gradient_sync="flat"``, the default): PyTorch's DDP wrapper fires a C++ hook per
+parameter during ``backward``, copies each gradient into its bucket and all-reduces bucket by bucket, ~2 ms of host
+work per step on top of one GPU's (benchmarks/results/gpu-ddp-8.md). With one compiled graph per step there is no
+overlap to win from buckets, so ``FlatGradients`` averages all gradients after ``backward`` with one all-reduce: three
+host calls and a copy in and out of one buffer (``gradient_sync="buckets"`` keeps PyTorch's wrapper).
 """
 
 from __future__ import annotations
 
 import gc
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
+from lightning.pytorch.overrides.distributed import _sync_module_states
 from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
 
+from cifar_lightning.errors import check, check_choice
+
 
 class LeanDDPStrategy(DDPStrategy):
-    """``DDPStrategy`` with ``broadcast_buffers=False`` and ``gradient_as_bucket_view=True`` (other DDP options pass
-    through), one compiled graph per step, a SIGTERM check every ``sigterm_check_every_n_steps`` steps, and (with
-    ``freeze_gc``) the garbage collector's older objects frozen while training runs."""
+    """``DDPStrategy`` whose gradients are averaged with one all-reduce after ``backward`` (``gradient_sync="flat"``;
+    ``"buckets"``: PyTorch's DDP wrapper, with ``broadcast_buffers=False`` and ``gradient_as_bucket_view=True``; other
+    DDP options pass through to it), one compiled graph per step, a SIGTERM check every
+    ``sigterm_check_every_n_steps`` steps, and (with ``freeze_gc``) the garbage collector's older objects frozen while
+    training runs."""
 
-    def __init__(self, broadcast_buffers: bool = False, gradient_as_bucket_view: bool = True,
-                 sigterm_check_every_n_steps: int = 50, freeze_gc: bool = True, **kwargs):
+    def __init__(self, gradient_sync: str = "flat", broadcast_buffers: bool = False,
+                 gradient_as_bucket_view: bool = True, sigterm_check_every_n_steps: int = 50, freeze_gc: bool = True,
+                 **kwargs):
+        check_choice("gradient_sync", gradient_sync, ("flat", "buckets"))
         super().__init__(broadcast_buffers=broadcast_buffers, gradient_as_bucket_view=gradient_as_bucket_view, **kwargs)
-        self.sigterm_check_every_n_steps, self.freeze_gc = sigterm_check_every_n_steps, freeze_gc
+        self.gradient_sync, self.sigterm_check_every_n_steps, self.freeze_gc = (
+            gradient_sync, sigterm_check_every_n_steps, freeze_gc)
+        self._flat_gradients: FlatGradients | None = None
+        self._sync_blocked = False
+
+    def configure_ddp(self) -> None:
+        if self.gradient_sync == "buckets":
+            return super().configure_ddp()
+        _sync_module_states(self.model)  # as DDP's constructor does: every process starts from rank 0's weights
+        self._flat_gradients = FlatGradients(self.model.named_parameters())
+
+    def post_backward(self, closure_loss: torch.Tensor) -> None:
+        super().post_backward(closure_loss)
+        if self._flat_gradients is not None and not self._sync_blocked:
+            self._flat_gradients.average(self.world_size)
+
+    @contextmanager
+    def block_backward_sync(self):
+        """Lightning's context for the backward passes that accumulate gradients without stepping: no all-reduce."""
+        blocked, self._sync_blocked = self._sync_blocked, True
+        try:
+            with super().block_backward_sync():
+                yield
+        finally:
+            self._sync_blocked = blocked
 
     def on_train_start(self) -> None:
         super().on_train_start()
@@ -46,6 +84,7 @@ class LeanDDPStrategy(DDPStrategy):
     def teardown(self) -> None:  # after every fit, also one that failed
         if self.freeze_gc:
             gc.unfreeze()  # back to normal collection for whatever runs next
+        self._flat_gradients = None
         super().teardown()
 
     def setup(self, trainer) -> None:
@@ -76,3 +115,32 @@ def sync_buffers(module: nn.Module, src: int = 0) -> None:
         return
     for buffer in module.buffers():
         dist.broadcast(buffer, src)
+
+
+class FlatGradients:
+    """Averages the gradients of ``named_parameters`` (those that require one) across processes: each step copies
+    them into one flat buffer per dtype, all-reduces it and copies the means back (a fixed number of host calls,
+    whatever the number of parameters). Every such parameter needs a gradient in every step, on every process
+    (the buffers must match across processes)."""
+
+    def __init__(self, named_parameters):
+        named = [(name, p) for name, p in named_parameters if p.requires_grad]
+        self.groups = []  # (names, parameters, flat buffer, views of it shaped like the parameters), one per dtype
+        for dtype in dict.fromkeys(p.dtype for _, p in named):
+            names, params = zip(*[(name, p) for name, p in named if p.dtype == dtype], strict=True)
+            flat = torch.empty(sum(p.numel() for p in params), dtype=dtype, device=params[0].device)
+            views = [v.view(p.shape) for v, p in zip(flat.split([p.numel() for p in params]), params, strict=True)]
+            self.groups.append((names, params, flat, views))
+
+    def average(self, world_size: int) -> None:
+        for names, params, flat, views in self.groups:
+            grads = [p.grad for p in params]
+            if any(g is None for g in grads):
+                missing = next(name for name, g in zip(names, grads, strict=True) if g is None)
+                check(False, f"parameter {missing!r} got no gradient in this step: gradient_sync='flat' needs one for "
+                             "every trainable parameter; pass --trainer.strategy.gradient_sync buckets "
+                             "--trainer.strategy.find_unused_parameters true")
+            torch._foreach_copy_(views, grads)
+            flat.div_(world_size)
+            dist.all_reduce(flat)
+            torch._foreach_copy_(grads, views)

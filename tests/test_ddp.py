@@ -15,7 +15,8 @@ from lightning.pytorch.strategies import DDPStrategy
 
 from cifar_lightning import CIFAR10DataModule, CIFARSystem, EMAWeights, ProgressiveCrop, build_resnet
 from cifar_lightning.cli import CifarCLI
-from cifar_lightning.ddp import LeanDDPStrategy, check_sigterm_every, sync_buffers
+from cifar_lightning.ddp import FlatGradients, LeanDDPStrategy, check_sigterm_every, sync_buffers
+from cifar_lightning.errors import CifarLightningError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,10 +28,52 @@ def cli_strategy(*strategy):
 
 def test_cli_ddp_is_lean_and_lightnings_stays_reachable():
     lean = cli_strategy("--trainer.strategy", "ddp")
-    assert isinstance(lean, LeanDDPStrategy) and lean.num_processes == 2
+    assert isinstance(lean, LeanDDPStrategy) and lean.num_processes == 2 and lean.gradient_sync == "flat"
     assert lean._ddp_kwargs == {"broadcast_buffers": False, "gradient_as_bucket_view": True}
     plain = cli_strategy("--trainer.strategy", "ddp_find_unused_parameters_false")  # Lightning's own, same defaults
     assert type(plain) is DDPStrategy and "broadcast_buffers" not in plain._ddp_kwargs
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _flat_worker(rank: int, port: int, results):
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(2, 3)).to(memory_format=torch.channels_last)
+    model[1].double()  # a second dtype: a second buffer
+    model[0].bias.requires_grad_(False)  # frozen: no gradient expected, none averaged
+    flat = FlatGradients(model.named_parameters())
+    for p in model.parameters():
+        if p.requires_grad:
+            p.grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(rank), dtype=p.dtype).contiguous(
+                memory_format=torch.channels_last if p.dim() == 4 else torch.contiguous_format)
+    results[rank] = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+    flat.average(world_size=2)
+    results[rank + 2] = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+    results[rank + 4] = model[0].weight.grad.is_contiguous(memory_format=torch.channels_last)
+    model[1].weight.grad = None
+    try:
+        flat.average(world_size=2)
+    except CifarLightningError as error:
+        results[rank + 6] = str(error)
+    dist.destroy_process_group()
+
+
+def test_flat_gradients_are_every_processs_mean_in_place():
+    """One all-reduce per dtype averages each trainable parameter's gradient across the processes, in the gradient's
+    own tensor and memory layout; a missing gradient is an error that names the parameter and the way out."""
+    results = mp.Manager().dict()
+    mp.spawn(_flat_worker, args=(free_port(), results), nprocs=2)
+    before, after = (results[0], results[1]), (results[2], results[3])
+    assert set(after[0]) == {"0.weight", "1.weight", "1.bias"}
+    for name in after[0]:
+        torch.testing.assert_close(after[0][name], (before[0][name] + before[1][name]) / 2)
+        assert torch.equal(after[0][name], after[1][name])
+    assert after[0]["1.weight"].dtype == torch.float64 and results[4] and results[5]
+    assert "'1.weight' got no gradient" in results[6] and "gradient_sync buckets" in results[6]
 
 
 def _sync_worker(rank: int, port: int, results):
@@ -44,11 +87,8 @@ def _sync_worker(rank: int, port: int, results):
 
 
 def test_sync_buffers_gives_every_process_rank_zeros_statistics():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     results = mp.Manager().dict()
-    mp.spawn(_sync_worker, args=(port, results), nprocs=2)
+    mp.spawn(_sync_worker, args=(free_port(), results), nprocs=2)
     assert torch.equal(results[0], results[1]) and torch.all(results[1] == 1.0)
 
 
@@ -102,16 +142,38 @@ def test_ddp_config_on_top_of_full_changes_only_its_own_settings():
     assert (crop_two.size, crop_two.fraction) == (crop_one.size, crop_one.fraction)
 
 
-def test_ddp_config_trains_two_processes_through_the_cli(tmp_path):
-    """The README's two-GPU command, on a CPU: two gloo processes, tiny synthetic data, the test after fit."""
+def ddp_fit(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """configs/full.yaml + configs/ddp.yaml through the CLI on a CPU: two gloo processes, tiny synthetic data."""
     cmd = [sys.executable, "-m", "cifar_lightning", "fit", "--config", str(ROOT / "configs/full.yaml"),
            "--config", str(ROOT / "configs/ddp.yaml"), "--trainer.accelerator", "cpu", "--trainer.precision", "32-true",
            "--data.source", "synthetic", "--data.synthetic_size", "[512, 128]", "--model.backbone.width", "8",
            "--data.batch_size", "32", "--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "2",
-           "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)]
-    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+           "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root), *args]
+    root.mkdir(exist_ok=True)
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def test_ddp_config_trains_two_processes_through_the_cli(tmp_path):
+    """The README's two-GPU command, on a CPU: the test after fit."""
+    done = ddp_fit(tmp_path)
     assert "MEMBER: 2/2" in done.stdout + done.stderr and "test accuracy:" in done.stdout
+
+
+def test_flat_gradient_sync_trains_the_same_weights_as_pytorchs_ddp(tmp_path):
+    """Two epochs with one flat all-reduce per step end with the weights (and EMA, BatchNorm statistics) of PyTorch's
+    bucketed DDP: the same averaged gradients, only fewer host calls to get them."""
+    def weights(sync: str) -> dict:
+        ddp_fit(tmp_path / sync, "--trainer.strategy", "cifar_lightning.ddp.LeanDDPStrategy",
+                "--trainer.strategy.gradient_sync", sync, "--test_after_fit", "false")
+        (ckpt,) = (tmp_path / sync).rglob("last.ckpt")
+        return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+
+    flat, buckets = weights("flat"), weights("buckets")
+    assert flat.keys() == buckets.keys()
+    for name in flat:
+        torch.testing.assert_close(flat[name], buckets[name], msg=name)
 
 
 def test_garbage_collector_frozen_while_training_only():
