@@ -291,6 +291,8 @@ PLANS = {
         ("full-compiled", "configs/full.yaml", SEEDS, 1, GRAPHS, True),
         ("full-ddp2-compiled", "configs/full.yaml", SEEDS, 2, ["--config", "configs/ddp.yaml", *GRAPHS], True),
     ],
+    # Session 9, call 3 (the same machine, still held): final-9's DDP seed 2, which call 2's time limit cut.
+    "final-9-seed2": [("full-ddp2-compiled", "configs/full.yaml", (2,), 2, ["--config", "configs/ddp.yaml", *GRAPHS], True)],
     # Prepared in session 7, not run (too little device time was left to start a machine): final-7's classic and full
     # rows again with no neighbour on the host (final-7 ran two jobs side by side; the classic recipe's CPU data
     # loaders share the host's cores).

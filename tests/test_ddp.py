@@ -53,7 +53,8 @@ def _flat_worker(rank: int, port: int, results):
     results[rank] = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
     flat.average(world_size=2)
     results[rank + 2] = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
-    results[rank + 4] = model[0].weight.grad.is_contiguous(memory_format=torch.channels_last)
+    results[rank + 4] = model[0].weight.grad.is_contiguous(memory_format=torch.channels_last) and all(
+        view.stride() == p.stride() for _, params, _, views in flat.groups for view, p in zip(views, params, strict=True))
     model[1].weight.grad = None
     try:
         flat.average(world_size=2)
@@ -64,7 +65,8 @@ def _flat_worker(rank: int, port: int, results):
 
 def test_flat_gradients_are_every_processs_mean_in_place():
     """One all-reduce per dtype averages each trainable parameter's gradient across the processes, in the gradient's
-    own tensor and memory layout; a missing gradient is an error that names the parameter and the way out."""
+    own tensor and memory layout (the buffer's views have the gradients' strides: the GPU's fused copies need them);
+    a missing gradient is an error that names the parameter and the way out."""
     results = mp.Manager().dict()
     mp.spawn(_flat_worker, args=(free_port(), results), nprocs=2)
     before, after = (results[0], results[1]), (results[2], results[3])
