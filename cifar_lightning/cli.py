@@ -28,7 +28,7 @@ class CifarCLI(LightningCLI):
     ``--trainer.enable_progress_bar false`` wins over a progress bar that a config lists under ``trainer.callbacks``
     (configs/full.yaml's TQDMProgressBar, which refreshes every 20 steps because reading the bar's numbers waits for
     the GPU): the bar is dropped, where Lightning alone would refuse the pair. ``--trainer.strategy ddp`` runs
-    ``LeanDDPStrategy`` (cifar_lightning/ddp.py: DDP without the per-step BatchNorm broadcast and gradient copies);
+    ``LeanDDPStrategy`` (cifar_lightning/ddp.py: DDP with less host work per step, its gradients in one all-reduce);
     Lightning's own DDP, with PyTorch's defaults, stays reachable as ``ddp_find_unused_parameters_false``.
     """
 
@@ -46,7 +46,7 @@ class CifarCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         trainer = self.config_init.get(str(self.subcommand), self.config_init).get("trainer", {})
-        if trainer.get("strategy") == "ddp":  # DDP without its per-step buffer broadcast and gradient copies
+        if trainer.get("strategy") == "ddp":  # DDP with less host work per step (cifar_lightning/ddp.py)
             kwargs.setdefault("strategy", LeanDDPStrategy())
         callbacks = trainer.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]

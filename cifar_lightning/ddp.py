@@ -2,25 +2,24 @@
 
     python -m cifar_lightning fit --config configs/full.yaml --trainer.devices 2 --trainer.strategy ddp
 
-For a step whose GPU work takes a few milliseconds, PyTorch's DDP defaults add host work that outweighs it
-(benchmarks/results/gpu-profile-5.md, 2 H100s): ``broadcast_buffers=True`` sends rank 0's BatchNorm statistics to
-every process before every forward, and ``gradient_as_bucket_view=False`` copies each gradient into DDP's
-all-reduce buckets and back (two copies per parameter per step). ``LeanDDPStrategy`` turns both off: gradients live
-in the buckets, and each process keeps its own running statistics while training; ``sync_buffers`` sends rank 0's
-to the others before each evaluation (``CIFARSystem`` calls it), so every process evaluates the same model. With
-``torch.compile`` it compiles the whole network as one graph (Dynamo's ``optimize_ddp=False``) instead of one graph
-per gradient bucket: the all-reduce no longer overlaps the backward pass, which costs less than the extra graphs.
-And Lightning's per-step SIGTERM broadcast (a host-GPU sync every step) runs every 50th step (``check_sigterm_every``).
-At 24 pixels a step's GPU work (~8.4 ms on an H100) barely exceeds its host work, so every host millisecond shows
-(benchmarks/results/gpu-ddp-8.md): the objects that exist when training starts (the data module's, the compiled
-graphs', Lightning's) are moved out of the garbage collector's reach (``gc.freeze``) until the fit ends, so its full
-collections no longer walk them during the steps.
+For a step whose GPU work takes a few milliseconds (~8.4 ms on an H100 at 24 pixels), every millisecond of host work
+shows under DDP: once the host needs longer than the GPU, the GPUs wait (benchmarks/results/gpu-ddp-8.md and
+gpu-ddp-9.md). ``LeanDDPStrategy`` keeps Lightning's DDP (one process per GPU, sharded data, synced metrics,
+checkpoints) and trims its host work per step:
 
-The gradients themselves (``gradient_sync="flat"``, the default): PyTorch's DDP wrapper fires a C++ hook per
-parameter during ``backward``, copies each gradient into its bucket and all-reduces bucket by bucket, ~2 ms of host
-work per step on top of one GPU's (benchmarks/results/gpu-ddp-8.md). With one compiled graph per step there is no
-overlap to win from buckets, so ``FlatGradients`` averages all gradients after ``backward`` with one all-reduce: three
-host calls and a copy in and out of one buffer (``gradient_sync="buckets"`` keeps PyTorch's wrapper).
+- Gradients (``gradient_sync="flat"``, the default): no ``DistributedDataParallel`` wrapper. After ``backward``,
+  ``FlatGradients`` copies all gradients into one buffer, all-reduces it once and copies the means back, a fixed
+  handful of host calls. PyTorch's wrapper fires a C++ hook per parameter during ``backward`` and all-reduces bucket
+  by bucket; with one compiled graph per step there is no overlap for its buckets to win. Measured on one machine:
+  5.9 ms of host time per 24-pixel step against 10.5 ms with the wrapper (gpu-ddp-9.md). ``gradient_sync="buckets"``
+  keeps the wrapper, with ``broadcast_buffers=False`` (no BatchNorm statistics sent before every forward) and
+  ``gradient_as_bucket_view=True`` (no gradient copies into and out of its buckets; gpu-profile-5.md).
+- BatchNorm statistics: each process keeps its own while training; ``sync_buffers`` sends rank 0's to the others
+  before each evaluation (``CIFARSystem`` calls it), so every process evaluates the same model.
+- ``torch.compile``: one graph for the whole network (Dynamo's ``optimize_ddp=False``), not one per gradient bucket.
+- Lightning's per-step SIGTERM broadcast (a host-GPU sync every step) runs every 50th step (``check_sigterm_every``).
+- The objects that exist when training starts (the data module's, the compiled graphs', Lightning's) are moved out of
+  the garbage collector's reach (``gc.freeze``) until the fit ends, so its full collections no longer walk them.
 """
 
 from __future__ import annotations
@@ -138,8 +137,8 @@ class FlatGradients:
             if any(g is None for g in grads):
                 missing = next(name for name, g in zip(names, grads, strict=True) if g is None)
                 check(False, f"parameter {missing!r} got no gradient in this step: gradient_sync='flat' needs one for "
-                             "every trainable parameter; pass --trainer.strategy.gradient_sync buckets "
-                             "--trainer.strategy.find_unused_parameters true")
+                             "every trainable parameter; pass --trainer.strategy cifar_lightning.ddp.LeanDDPStrategy "
+                             "--trainer.strategy.gradient_sync buckets --trainer.strategy.find_unused_parameters true")
             torch._foreach_copy_(views, grads)
             flat.div_(world_size)
             dist.all_reduce(flat)

@@ -78,6 +78,19 @@ def test_flat_gradients_are_every_processs_mean_in_place():
     assert "'1.weight' got no gradient" in results[6] and "gradient_sync buckets" in results[6]
 
 
+def test_no_all_reduce_while_lightning_accumulates_gradients():
+    """With ``accumulate_grad_batches`` Lightning runs the non-stepping backward passes inside
+    ``block_backward_sync``: those sum locally, and only the last backward before the step averages."""
+    lean = cli_strategy("--trainer.strategy", "ddp")
+    averaged = []
+    lean._flat_gradients = type("Recorder", (), {"average": lambda self, world_size: averaged.append(world_size)})()
+    with lean.block_backward_sync():
+        lean.post_backward(torch.tensor(0.0))
+    assert averaged == []
+    lean.post_backward(torch.tensor(0.0))
+    assert averaged == [2]
+
+
 def _sync_worker(rank: int, port: int, results):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     system = CIFARSystem(build_resnet(depth=18, width=8))
