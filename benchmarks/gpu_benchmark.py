@@ -18,6 +18,7 @@ import json
 import os
 import queue
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -499,8 +500,43 @@ def run_job(args, extra: list[str]) -> None:
           f"img/s={result['images_per_s']:.0f} peak={peak}")
 
 
+RUNNING_JOBS: set[subprocess.Popen] = set()
+
+
+def run_in_group(cmd: list[str], env: dict, log, timeout: float) -> int | str:
+    """Run one job in a process group of its own and wait for it; at ``timeout`` kill the whole group. A DDP job's
+    second process is the first one's child: killing only the first (``subprocess.run``'s timeout) left it training on
+    both GPUs beside whatever ran next (session 9, results/gpu-ddp-9.md)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    RUNNING_JOBS.add(proc)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        return "timeout"
+    finally:
+        RUNNING_JOBS.discard(proc)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # already gone
+    proc.wait()
+
+
+def stop_running_jobs(signum, frame) -> None:
+    """SIGTERM/SIGINT handler of ``suite`` (e.g. ``timeout`` ending it): take the running jobs' groups down too."""
+    for proc in list(RUNNING_JOBS):
+        kill_group(proc)
+    sys.exit(128 + signum)
+
+
 def run_suite(args) -> None:
     """Run a plan: single-GPU jobs spread over the GPUs, then the multi-GPU jobs."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop_running_jobs)
     jobs = [(name, cfg, seed, gpus, extra, test) for name, cfg, seeds, gpus, extra, test in PLANS[args.plan]
             for seed in seeds]
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -518,10 +554,7 @@ def run_suite(args) -> None:
         log = out / f"{name}-s{seed}.log"
         t = time.perf_counter()
         with open(log, "w") as f:
-            try:
-                rc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=args.job_timeout).returncode
-            except subprocess.TimeoutExpired:
-                rc = "timeout"
+            rc = run_in_group(cmd, env, f, args.job_timeout)
         print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed} on GPU {devices}: rc={rc} {time.perf_counter() - t:.0f}s",
               flush=True)
         if rc != 0:

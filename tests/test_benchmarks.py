@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -181,3 +186,51 @@ def test_step_timeline_records_every_step_of_a_cpu_fit(tmp_path, capsys):
     assert [r["size"] for r in rows] == [24, 24, 24, 32]  # ProgressiveCrop: 3/4 of the epochs at 24 pixels
     assert all(len(r["host_ms"]) == len(r["gpu_ms"]) == 9 for r in rows)  # one per step: 576 training images / 64
     assert "[cpu] 24px, 2 epochs" in capsys.readouterr().out
+
+
+SPAWNS_A_CHILD = ("import subprocess, sys, time\n"
+                  "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+                  "print(child.pid, flush=True)\n"
+                  "time.sleep(120)\n")
+
+
+def alive(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "\tZ" not in status.read_text().split("State:")[1].splitlines()[0]  # a zombie has ended
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def wait_for_pid(log: Path) -> int:
+    for _ in range(200):
+        text = log.read_text().strip()
+        if text:
+            return int(text)
+        time.sleep(0.05)
+    raise AssertionError("the job never started its child")
+
+
+def test_suite_job_timeout_ends_the_jobs_own_children_too(gpu_benchmark, tmp_path):
+    """A DDP job's second process is the first one's child: a timed-out job must not leave it running."""
+    log = tmp_path / "job.log"
+    with open(log, "w") as f:
+        rc = gpu_benchmark.run_in_group([sys.executable, "-c", SPAWNS_A_CHILD], dict(os.environ), f, timeout=3)
+    child = wait_for_pid(log)
+    time.sleep(0.2)
+    assert rc == "timeout" and not alive(child) and not gpu_benchmark.RUNNING_JOBS
+
+
+def test_stopping_the_suite_ends_its_running_jobs(gpu_benchmark, tmp_path):
+    """``timeout`` ending the suite (SIGTERM) takes its running jobs' process groups down before it exits."""
+    log = tmp_path / "job.log"
+    with open(log, "w") as f:
+        runner = threading.Thread(target=gpu_benchmark.run_in_group,
+                                  args=([sys.executable, "-c", SPAWNS_A_CHILD], dict(os.environ), f, 60))
+        runner.start()
+        child = wait_for_pid(log)
+        with pytest.raises(SystemExit) as stopped:
+            gpu_benchmark.stop_running_jobs(signal.SIGTERM, None)
+        runner.join(timeout=10)
+    time.sleep(0.2)
+    assert stopped.value.code == 128 + signal.SIGTERM and not alive(child) and not runner.is_alive()
