@@ -25,6 +25,7 @@ checkpoints) and trims its host work per step:
 from __future__ import annotations
 
 import gc
+import inspect
 from contextlib import contextmanager
 
 import torch
@@ -32,6 +33,7 @@ import torch.distributed as dist
 from lightning.pytorch.overrides.distributed import _sync_module_states
 from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from cifar_lightning.errors import check, check_choice
 
@@ -50,6 +52,10 @@ class LeanDDPStrategy(DDPStrategy):
         super().__init__(broadcast_buffers=broadcast_buffers, gradient_as_bucket_view=gradient_as_bucket_view, **kwargs)
         self.gradient_sync, self.sigterm_check_every_n_steps, self.freeze_gc = (
             gradient_sync, sigterm_check_every_n_steps, freeze_gc)
+        wrapper_only = wrapper_options_set(kwargs)
+        check(gradient_sync == "buckets" or not wrapper_only,
+              f"{', '.join(wrapper_only)}: options of PyTorch's DDP wrapper, which gradient_sync='flat' does not use; "
+              "add --trainer.strategy.gradient_sync buckets")
         self._flat_gradients: FlatGradients | None = None
         self._sync_blocked = False
 
@@ -90,6 +96,14 @@ class LeanDDPStrategy(DDPStrategy):
         torch._dynamo.config.optimize_ddp = False  # one graph per step under DDP, not one per gradient bucket
         check_sigterm_every(trainer.fit_loop.epoch_loop, trainer, self.sigterm_check_every_n_steps)
         super().setup(trainer)
+
+
+def wrapper_options_set(kwargs: dict) -> list[str]:
+    """The names in ``kwargs`` that set an option of PyTorch's DDP wrapper (or of DDPStrategy's hooks into it) to
+    something other than its default (the CLI passes every default along)."""
+    defaults = {name: param.default for name, param in inspect.signature(DistributedDataParallel).parameters.items()}
+    defaults.update(dict.fromkeys(("ddp_comm_state", "ddp_comm_hook", "ddp_comm_wrapper", "model_averaging_period")))
+    return sorted(name for name, value in kwargs.items() if name in defaults and value != defaults[name])
 
 
 def check_sigterm_every(epoch_loop, trainer, n: int) -> None:

@@ -34,6 +34,23 @@ def test_cli_ddp_is_lean_and_lightnings_stays_reachable():
     assert type(plain) is DDPStrategy and "broadcast_buffers" not in plain._ddp_kwargs
 
 
+def test_options_of_pytorchs_wrapper_need_bucketed_sync():
+    """DDP-wrapper options with the flat sync would be silently ignored: a one-line error names them and the switch."""
+    try:
+        LeanDDPStrategy(find_unused_parameters=True, bucket_cap_mb=50)
+    except CifarLightningError as error:
+        assert "bucket_cap_mb, find_unused_parameters" in str(error) and "gradient_sync buckets" in str(error)
+    else:
+        raise AssertionError("no error for wrapper options under gradient_sync='flat'")
+    assert LeanDDPStrategy(gradient_sync="buckets", find_unused_parameters=True)._ddp_kwargs["find_unused_parameters"]
+    assert LeanDDPStrategy(find_unused_parameters=False, ddp_comm_hook=None).gradient_sync == "flat"  # defaults: fine
+    bad = subprocess.run([sys.executable, "-m", "cifar_lightning", "fit", "--trainer.accelerator", "cpu",
+                          "--trainer.devices", "2", "--data.source", "synthetic", "--trainer.strategy",
+                          "cifar_lightning.ddp.LeanDDPStrategy", "--trainer.strategy.gradient_sync", "bucket"],
+                         capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert bad.returncode == 2 and "unknown gradient_sync 'bucket': choose one of flat, buckets" in bad.stderr
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
