@@ -162,7 +162,7 @@ class FlatGradients:
 def shaped_like(flat: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
     """A view of the 1-d ``flat`` with ``param``'s shape and strides (its gradient's, by autograd's layout rule) when
     they cover it densely (contiguous or channels_last): ``torch._foreach_copy_`` between tensors of equal strides is
-    a few fused kernels on a GPU; with any stride mismatch it copies tensor by tensor (measured ~1.5 ms of host time
-    per step for ResNet-18's channels_last weights, results/gpu-ddp-9.md)."""
+    a few fused kernels on a GPU; with any stride mismatch it copies tensor by tensor (with contiguous views against
+    ResNet-18's channels_last weights, the largest item in a profile of the step: results/gpu-ddp-9.md)."""
     dense = param.is_contiguous() or (param.dim() == 4 and param.is_contiguous(memory_format=torch.channels_last))
     return flat.as_strided(param.shape, param.stride()) if dense else flat.view(param.shape)
