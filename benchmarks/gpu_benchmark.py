@@ -63,6 +63,7 @@ def recipe_callbacks(fraction: float = 0.75, decay: float = 0.995, size: int = 2
 
 
 GRAPHS = ["--model.compile", "reduce-overhead"]
+DDP_GRAPHS = ["--config", "configs/ddp.yaml", *GRAPHS]  # the two-GPU recipe on top of configs/full.yaml, compiled
 DDP2 = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
 def global_batch_1024(lr: float = 0.4, per_process: int = 1024) -> list[str]:
     """Batch 1024 in all: the learning rate scaled with it, an EMA over as many epochs (half the steps)."""
@@ -70,6 +71,11 @@ def global_batch_1024(lr: float = 0.4, per_process: int = 1024) -> list[str]:
 
 
 B1024 = global_batch_1024()
+# The full config on one GPU (3 seeds, two side by side on two GPUs), then DDP through the CLI (3 seeds).
+ONE_GPU_THEN_DDP = [
+    ("full-compiled", "configs/full.yaml", SEEDS, 1, GRAPHS, True),
+    ("full-ddp2-compiled", "configs/full.yaml", SEEDS, 2, DDP_GRAPHS, True),
+]
 
 # name, config, seeds, GPUs, extra CLI options, run the test set. The plans record what each session ran. The
 # configs have changed since: session 3 put the 24-pixel crops and the EMA into full/long.yaml, so the earlier
@@ -272,28 +278,22 @@ PLANS = {
         ("classic", "configs/classic.yaml", (0,), 1, [], True),
         ("long-compiled", "configs/long.yaml", SEEDS, 1, GRAPHS, True),
         ("full-compiled", "configs/full.yaml", SEEDS, 1, GRAPHS, True),
-        ("full-ddp2-compiled", "configs/full.yaml", SEEDS, 2, ["--config", "configs/ddp.yaml", *GRAPHS], True),
+        ("full-ddp2-compiled", "configs/full.yaml", SEEDS, 2, DDP_GRAPHS, True),
     ],
     # Session 7, call 3 (two GPUs of one host): final-7's DDP seeds cut by the call's limit, beside a single-GPU
     # baseline on the same machine (two seeds side by side).
     "final-7-ddp": [
         ("full-compiled", "configs/full.yaml", (0, 1), 1, GRAPHS, True),
-        ("full-ddp2-compiled", "configs/full.yaml", (1, 2), 2, ["--config", "configs/ddp.yaml", *GRAPHS], True),
+        ("full-ddp2-compiled", "configs/full.yaml", (1, 2), 2, DDP_GRAPHS, True),
     ],
     # Session 8 (two GPUs of one host): the single-GPU baseline (two seeds side by side, then the third) and DDP, after
     # the host work per step was cut (train_loss handed to Lightning only on logged steps; gc frozen while training).
-    "final-8": [
-        ("full-compiled", "configs/full.yaml", SEEDS, 1, GRAPHS, True),
-        ("full-ddp2-compiled", "configs/full.yaml", SEEDS, 2, ["--config", "configs/ddp.yaml", *GRAPHS], True),
-    ],
+    "final-8": ONE_GPU_THEN_DDP,
     # Session 9 (two GPUs of one host): final-8 again, with LeanDDPStrategy averaging the gradients in one flat
     # all-reduce after backward instead of PyTorch's DDP wrapper (results/gpu-ddp-9.md).
-    "final-9": [
-        ("full-compiled", "configs/full.yaml", SEEDS, 1, GRAPHS, True),
-        ("full-ddp2-compiled", "configs/full.yaml", SEEDS, 2, ["--config", "configs/ddp.yaml", *GRAPHS], True),
-    ],
+    "final-9": ONE_GPU_THEN_DDP,
     # Session 9, call 3 (the same machine, still held): final-9's DDP seed 2, which call 2's time limit cut.
-    "final-9-seed2": [("full-ddp2-compiled", "configs/full.yaml", (2,), 2, ["--config", "configs/ddp.yaml", *GRAPHS], True)],
+    "final-9-seed2": [("full-ddp2-compiled", "configs/full.yaml", (2,), 2, DDP_GRAPHS, True)],
     # Prepared in session 7, not run (too little device time was left to start a machine): final-7's classic and full
     # rows again with no neighbour on the host (final-7 ran two jobs side by side; the classic recipe's CPU data
     # loaders share the host's cores).

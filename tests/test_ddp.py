@@ -51,14 +51,25 @@ def test_options_of_pytorchs_wrapper_need_bucketed_sync():
     assert bad.returncode == 2 and "unknown gradient_sync 'bucket': choose one of flat, buckets" in bad.stderr
 
 
-def free_port() -> int:
+def two_processes(worker) -> dict:
+    """Run ``worker(rank, results)`` in two processes joined in a gloo group; what they put in ``results``."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_in_gloo_group, args=(port, worker, results), nprocs=2)
+    return dict(results)
 
 
-def _flat_worker(rank: int, port: int, results):
+def _in_gloo_group(rank: int, port: int, worker, results):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        worker(rank, results)
+    finally:
+        dist.destroy_process_group()
+
+
+def _flat_worker(rank: int, results):
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(2, 3)).to(memory_format=torch.channels_last)
     model[1].double()  # a second dtype: a second buffer
     model[0].bias.requires_grad_(False)  # frozen: no gradient expected, none averaged
@@ -77,15 +88,13 @@ def _flat_worker(rank: int, port: int, results):
         flat.average(world_size=2)
     except CifarLightningError as error:
         results[rank + 6] = str(error)
-    dist.destroy_process_group()
 
 
 def test_flat_gradients_are_every_processs_mean_in_place():
     """One all-reduce per dtype averages each trainable parameter's gradient across the processes, in the gradient's
     own tensor and memory layout (the buffer's views have the gradients' strides: the GPU's fused copies need them);
     a missing gradient is an error that names the parameter and the way out."""
-    results = mp.Manager().dict()
-    mp.spawn(_flat_worker, args=(free_port(), results), nprocs=2)
+    results = two_processes(_flat_worker)
     before, after = (results[0], results[1]), (results[2], results[3])
     assert set(after[0]) == {"0.weight", "1.weight", "1.bias"}
     for name in after[0]:
@@ -108,19 +117,16 @@ def test_no_all_reduce_while_lightning_accumulates_gradients():
     assert averaged == [2]
 
 
-def _sync_worker(rank: int, port: int, results):
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+def _sync_worker(rank: int, results):
     system = CIFARSystem(build_resnet(depth=18, width=8))
     bn = next(m for m in system.modules() if isinstance(m, torch.nn.BatchNorm2d))
     bn.running_mean.fill_(float(rank + 1))  # each process's own statistics, as after training without broadcasts
     sync_buffers(system)
     results[rank] = bn.running_mean.clone()
-    dist.destroy_process_group()
 
 
 def test_sync_buffers_gives_every_process_rank_zeros_statistics():
-    results = mp.Manager().dict()
-    mp.spawn(_sync_worker, args=(free_port(), results), nprocs=2)
+    results = two_processes(_sync_worker)
     assert torch.equal(results[0], results[1]) and torch.all(results[1] == 1.0)
 
 
