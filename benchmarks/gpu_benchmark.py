@@ -294,6 +294,9 @@ PLANS = {
     "final-9": ONE_GPU_THEN_DDP,
     # Session 9, call 3 (the same machine, still held): final-9's DDP seed 2, which call 2's time limit cut.
     "final-9-seed2": [("full-ddp2-compiled", "configs/full.yaml", (2,), 2, DDP_GRAPHS, True)],
+    # Session 10 (two GPUs of one host): final-9 again on the flat all-reduce with fused copies (views with the
+    # gradients' strides, a7d75fe), which final-9 had not run.
+    "final-10": ONE_GPU_THEN_DDP,
     # Prepared in session 7, not run (too little device time was left to start a machine): final-7's classic and full
     # rows again with no neighbour on the host (final-7 ran two jobs side by side; the classic recipe's CPU data
     # loaders share the host's cores).
