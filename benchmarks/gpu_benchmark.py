@@ -297,6 +297,12 @@ PLANS = {
     # Session 10 (two GPUs of one host): final-9 again on the flat all-reduce with fused copies (views with the
     # gradients' strides, a7d75fe), which final-9 had not run.
     "final-10": ONE_GPU_THEN_DDP,
+    # Session 10, call 3: the classic recipe (the lesson's "before") and the long config on today's code, beside
+    # each other on two GPUs (final-7's rows, which the README's main table had read).
+    "final-10-long": [
+        ("classic", "configs/classic.yaml", (0,), 1, [], True),
+        ("long-compiled", "configs/long.yaml", SEEDS, 1, GRAPHS, True),
+    ],
     # Prepared in session 7, not run (too little device time was left to start a machine): final-7's classic and full
     # rows again with no neighbour on the host (final-7 ran two jobs side by side; the classic recipe's CPU data
     # loaders share the host's cores).
