@@ -299,6 +299,15 @@ PLANS = {
     "final-10": ONE_GPU_THEN_DDP,
     # Session 10, call 3: the classic recipe (the lesson's "before") and the long config on today's code, beside
     # each other on two GPUs (final-7's rows, which the README's main table had read).
+    # Session 10, call 4: how long a DDP job takes from its launch to a trained model with Lightning's launcher (the
+    # second process starts when fit begins) and with torchrun (both start at once), beside one GPU's.
+    "launchers-10": [
+        ("full-compiled", "configs/full.yaml", (0, 1), 1, GRAPHS, True),
+        ("full-ddp2-compiled", "configs/full.yaml", (0,), 2, DDP_GRAPHS, True),
+        ("full-ddp2-torchrun-compiled", "configs/full.yaml", (0,), 2, DDP_GRAPHS, True),
+        ("full-ddp2-compiled", "configs/full.yaml", (1,), 2, DDP_GRAPHS, True),
+        ("full-ddp2-torchrun-compiled", "configs/full.yaml", (1,), 2, DDP_GRAPHS, True),
+    ],
     "final-10-long": [
         ("classic", "configs/classic.yaml", (0,), 1, [], True),
         ("long-compiled", "configs/long.yaml", SEEDS, 1, GRAPHS, True),
@@ -483,6 +492,8 @@ def run_job(args, extra: list[str]) -> None:
     trainer.fit(cli.model, datamodule=cli.datamodule)
     end = time.perf_counter()
     fit_s = end - start
+    # from the suite's launch to a trained model: every process's start, imports and data loading included
+    launch_to_fit_end_s = time.time() - args.launched_at if args.launched_at else None
     phases = fit_phases(rec, start, end, list(checkpoint_s), list(compile_setup_s))
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     ckpt = best_checkpoint(trainer)
@@ -494,7 +505,7 @@ def run_job(args, extra: list[str]) -> None:
         return
     result = {
         "name": args.name, "config": args.config, "seed": args.seed, "extra": extra, "world_size": trainer.world_size,
-        "epochs": len(rec.epochs), "fit_s": fit_s, "data_setup_s": setup_s, "test_acc": test_acc, "val_acc": rec.val_acc[-1] if rec.val_acc else None,
+        "epochs": len(rec.epochs), "fit_s": fit_s, "launch_to_fit_end_s": launch_to_fit_end_s, "data_setup_s": setup_s, "test_acc": test_acc, "val_acc": rec.val_acc[-1] if rec.val_acc else None,
         "val_acc_curve": rec.val_acc, "val_acc_tta": val_acc_tta, "epoch_log": rec.epochs,
         "images_per_s": steady_images_per_s(rec.epochs),
         # extra time of the first epoch at each input size (cuDNN autotuning, torch.compile) over a steady epoch
@@ -507,6 +518,15 @@ def run_job(args, extra: list[str]) -> None:
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"RESULT {args.name} seed={args.seed} fit={fit_s:.1f}s test={test_acc} val={result['val_acc']} "
           f"img/s={result['images_per_s']:.0f} peak={peak}")
+
+
+def launcher(name: str, gpus: int) -> list[str]:
+    """The command that starts a job's processes. A multi-GPU job whose name says ``torchrun`` starts all of them at
+    once with ``torch.distributed.run`` (their imports and data loading overlap, before ``fit``); any other starts one
+    process, and under DDP Lightning's launcher starts the others when ``fit`` begins."""
+    if "torchrun" in name and gpus > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}"]
+    return [sys.executable]
 
 
 RUNNING_JOBS: set[subprocess.Popen] = set()
@@ -555,10 +575,11 @@ def run_suite(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     def launch(job, devices: str):
-        name, cfg, seed, _, extra, test = job
-        cmd = [sys.executable, str(Path(__file__).resolve()), "job", "--name", name, "--config", cfg, "--seed", str(seed),
-               "--out", str(out / f"{name}-s{seed}.json"), "--data-dir", args.data_dir, "--cache-dir", args.cache_dir,
-               "--run-dir", args.run_dir, "--test" if test else "--no-test", "--", *extra, *args.extra]
+        name, cfg, seed, gpus, extra, test = job
+        cmd = [*launcher(name, gpus), str(Path(__file__).resolve()), "job", "--name", name, "--config", cfg,
+               "--seed", str(seed), "--out", str(out / f"{name}-s{seed}.json"), "--data-dir", args.data_dir,
+               "--cache-dir", args.cache_dir, "--run-dir", args.run_dir, "--test" if test else "--no-test",
+               "--launched-at", f"{time.time():.3f}", "--", *extra, *args.extra]
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=devices)
         log = out / f"{name}-s{seed}.log"
         t = time.perf_counter()
@@ -616,8 +637,8 @@ def report(args) -> None:
         rs.sort(key=lambda r: r["seed"])
         row = {"name": name, "config": rs[0]["config"], "extra": " ".join(rs[0]["extra"]), "gpus": rs[0]["world_size"],
                "seeds": [r["seed"] for r in rs], "epochs": rs[0]["epochs"]}
-        for key in ("test_acc", "val_acc", "fit_s", "data_setup_s", "images_per_s", "first_epoch_overhead_s",
-                    "first_validation_overhead_s", "peak_gpu_mem_gib"):
+        for key in ("test_acc", "val_acc", "fit_s", "launch_to_fit_end_s", "data_setup_s", "images_per_s",
+                    "first_epoch_overhead_s", "first_validation_overhead_s", "peak_gpu_mem_gib"):
             vals = [r[key] for r in rs if r.get(key) is not None]
             row[key] = mean_std(vals) if vals else None
         if all(r.get("fit_phases") for r in rs):  # timed since session 6: compile time apart from the fit's own
@@ -658,8 +679,9 @@ def report(args) -> None:
         lines += ["", "Where each fit's seconds went besides its training steps (mean ± std over seeds). Compile = "
                   "`torch.compile`'s own call (it imports the compiler) + the first-epoch overhead above:", "",
                   "| run | fit s | compile s | fit s less compile | before first epoch s (compile's call included) "
-                  "| validations s | checkpoint saves s (count) | after last epoch s | logger |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| validations s | checkpoint saves s (count) | after last epoch s | launch to fit end s (every process's "
+                  "start) | logger |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for row, rs in phase_rows:
             ph = [r["fit_phases"] for r in rs]
             cells = [row["fit_s"], row["compile_s"], row["fit_less_compile_s"],
@@ -667,10 +689,10 @@ def report(args) -> None:
                      mean_std([sum(p["checkpoint_s"]) for p in ph])]
             lines.append(f"| {row['name']} | " + " | ".join(fmt(c, digits=2) for c in cells)
                          + f" ({len(ph[0]['checkpoint_s'])}) | {fmt(mean_std([p['after_last_epoch_s'] for p in ph]), digits=2)} "
-                         f"| {rs[0].get('logger')} |")
+                         f"| {fmt(row['launch_to_fit_end_s'], digits=2)} | {rs[0].get('logger')} |")
     for multi in (r for r in rows if r["gpus"] > 1 and r["images_per_s"]):
-        # its single-GPU twin: the same name without the DDP part (full-ddp2-compiled -> full-compiled)
-        twin = re.sub(r"-ddp\d+(-b\d+)?", "", multi["name"])
+        # its single-GPU twin: the same name without the DDP part (full-ddp2[-torchrun]-compiled -> full-compiled)
+        twin = re.sub(r"-ddp\d+(-b\d+)?(-torchrun)?", "", multi["name"])
         for single in (r for r in rows if r["gpus"] == 1 and r["name"] == twin and r["images_per_s"]):
             lines.append(f"\n{multi['name']} vs {single['name']}: {multi['images_per_s'][0] / single['images_per_s'][0]:.2f}x "
                          f"the training images/s on {multi['gpus']} GPUs.")
@@ -699,6 +721,7 @@ def main() -> None:
             for a in ("--name", "--config", "--out"):
                 s.add_argument(a, required=True)
             s.add_argument("--seed", type=int, default=0)
+            s.add_argument("--launched-at", type=float, default=None, help="the suite's time.time() at launch")
             s.add_argument("--test", action=argparse.BooleanOptionalAction, default=True)
             s.add_argument("extra", nargs="*")
     r = sub.add_parser("report")

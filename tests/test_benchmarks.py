@@ -145,6 +145,27 @@ def test_compile_time_and_the_fit_besides_it(gpu_benchmark, tmp_path):
     assert row["fit_less_compile_s"] == pytest.approx([21.0, 2 ** 0.5])
 
 
+def test_launch_to_fit_end_is_tabulated_and_a_torchrun_row_pairs_with_one_gpu(gpu_benchmark, tmp_path):
+    """The seconds from the suite's launch to a trained model (every process's start included) get their column, and
+    a DDP row started by torchrun is compared with the same single-GPU twin as one started by Lightning."""
+    phases = {"before_fit_start_hook_s": 3.0, "before_first_epoch_s": 3.1, "after_last_epoch_s": 0.1,
+              "validation_s": [0.4], "checkpoint_s": [0.3], "compile_setup_s": [2.5]}
+    jobs = [job("full-compiled", 0, 1, 100000.0, fit_s=30.0, fit_phases=phases, launch_to_fit_end_s=41.5),
+            job("full-ddp2-torchrun-compiled", 0, 2, 190000.0, fit_s=40.0, fit_phases=phases, launch_to_fit_end_s=52.25)]
+    text = report_of(gpu_benchmark, jobs, tmp_path).read_text()
+    assert "launch to fit end s" in text
+    assert "| 0.10 ± 0.00 | 41.50 ± 0.00 |" in text and "| 0.10 ± 0.00 | 52.25 ± 0.00 |" in text
+    assert "full-ddp2-torchrun-compiled vs full-compiled: 1.90x" in text
+
+
+def test_a_torchrun_job_starts_every_process_at_once(gpu_benchmark):
+    """Only a multi-GPU job named for torchrun goes through torch.distributed.run, with a process per GPU."""
+    assert gpu_benchmark.launcher("full-ddp2-torchrun-compiled", 2)[1:] == [
+        "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    assert gpu_benchmark.launcher("full-ddp2-compiled", 2) == [sys.executable]
+    assert gpu_benchmark.launcher("torchrun-alone", 1) == [sys.executable]
+
+
 def test_a_fit_that_never_compiled_has_no_compile_time(gpu_benchmark, tmp_path):
     """An eager run (the classic recipe): its first-epoch overhead is not compiling; the fit besides compiling is
     the whole fit."""

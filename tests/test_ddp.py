@@ -180,9 +180,10 @@ def test_ddp_config_on_top_of_full_changes_only_its_own_settings():
     assert (crop_two.size, crop_two.fraction) == (crop_one.size, crop_one.fraction)
 
 
-def ddp_fit(root: Path, *args: str) -> subprocess.CompletedProcess:
-    """configs/full.yaml + configs/ddp.yaml through the CLI on a CPU: two gloo processes, tiny synthetic data."""
-    cmd = [sys.executable, "-m", "cifar_lightning", "fit", "--config", str(ROOT / "configs/full.yaml"),
+def ddp_fit(root: Path, *args: str, launcher: tuple[str, ...] = (sys.executable,)) -> subprocess.CompletedProcess:
+    """configs/full.yaml + configs/ddp.yaml through the CLI on a CPU: two gloo processes, tiny synthetic data.
+    ``launcher`` starts the command (default: python, and Lightning starts the second process in ``fit``)."""
+    cmd = [*launcher, "-m", "cifar_lightning", "fit", "--config", str(ROOT / "configs/full.yaml"),
            "--config", str(ROOT / "configs/ddp.yaml"), "--trainer.accelerator", "cpu", "--trainer.precision", "32-true",
            "--data.source", "synthetic", "--data.synthetic_size", "[512, 128]", "--model.backbone.width", "8",
            "--data.batch_size", "32", "--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "2",
@@ -197,6 +198,14 @@ def test_ddp_config_trains_two_processes_through_the_cli(tmp_path):
     """The README's two-GPU command, on a CPU: the test after fit."""
     done = ddp_fit(tmp_path)
     assert "MEMBER: 2/2" in done.stdout + done.stderr and "test accuracy:" in done.stdout
+
+
+def test_torchrun_starts_both_processes_and_the_cli_trains_with_them(tmp_path):
+    """Lesson 08's torchrun command on one machine: torchrun starts both processes, Lightning starts none."""
+    done = ddp_fit(tmp_path, launcher=(sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                       "--nproc-per-node=2"))
+    out = done.stdout + done.stderr
+    assert "MEMBER: 1/2" in out and "MEMBER: 2/2" in out and "test accuracy:" in done.stdout
 
 
 def test_flat_gradient_sync_trains_the_same_weights_as_pytorchs_ddp(tmp_path):
