@@ -6,7 +6,9 @@
 
 ``suite`` runs each job of a plan (a config, a seed, extra CLI options) as its own process through the
 project's LightningCLI, one job per GPU at a time (two GPUs: two jobs side by side), and DDP jobs on all GPUs
-at the end. Every job times ``Trainer.fit`` and writes one JSON: fit seconds, per-epoch times, training
+at the end (started by Lightning's launcher, or by torchrun where the job's name says ``torchrun``). Every job times
+``Trainer.fit`` and the seconds from its launch to the end of ``fit``, and writes one JSON: fit seconds, per-epoch
+times, training
 images/s (training batches only, GPU synchronised), peak GPU memory, the last val_acc and, unless it is a
 tuning job, the test accuracy of the best checkpoint. Tuning plans never run the test set.
 """
