@@ -7,10 +7,9 @@
 ``suite`` runs each job of a plan (a config, a seed, extra CLI options) as its own process through the
 project's LightningCLI, one job per GPU at a time (two GPUs: two jobs side by side), and DDP jobs on all GPUs
 at the end (started by Lightning's launcher, or by torchrun where the job's name says ``torchrun``). Every job times
-``Trainer.fit`` and the seconds from its launch to the end of ``fit``, and writes one JSON: fit seconds, per-epoch
-times, training
-images/s (training batches only, GPU synchronised), peak GPU memory, the last val_acc and, unless it is a
-tuning job, the test accuracy of the best checkpoint. Tuning plans never run the test set.
+``Trainer.fit`` and writes one JSON: fit seconds, the seconds from its launch to the end of ``fit``, per-epoch
+times, training images/s (training batches only, GPU synchronised), peak GPU memory, the last val_acc and, unless
+it is a tuning job, the test accuracy of the best checkpoint. Tuning plans never run the test set.
 """
 
 from __future__ import annotations
@@ -301,6 +300,10 @@ PLANS = {
     "final-10": ONE_GPU_THEN_DDP,
     # Session 10, call 3: the classic recipe (the lesson's "before") and the long config on today's code, beside
     # each other on two GPUs (final-7's rows, which the README's main table had read).
+    "final-10-long": [
+        ("classic", "configs/classic.yaml", (0,), 1, [], True),
+        ("long-compiled", "configs/long.yaml", SEEDS, 1, GRAPHS, True),
+    ],
     # Session 10, call 4: how long a DDP job takes from its launch to a trained model with Lightning's launcher (the
     # second process starts when fit begins) and with torchrun (both start at once), beside one GPU's.
     "launchers-10": [
@@ -309,10 +312,6 @@ PLANS = {
         ("full-ddp2-torchrun-compiled", "configs/full.yaml", (0,), 2, DDP_GRAPHS, True),
         ("full-ddp2-compiled", "configs/full.yaml", (1,), 2, DDP_GRAPHS, True),
         ("full-ddp2-torchrun-compiled", "configs/full.yaml", (1,), 2, DDP_GRAPHS, True),
-    ],
-    "final-10-long": [
-        ("classic", "configs/classic.yaml", (0,), 1, [], True),
-        ("long-compiled", "configs/long.yaml", SEEDS, 1, GRAPHS, True),
     ],
     # Prepared in session 7, not run (too little device time was left to start a machine): final-7's classic and full
     # rows again with no neighbour on the host (final-7 ran two jobs side by side; the classic recipe's CPU data

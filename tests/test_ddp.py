@@ -201,7 +201,7 @@ def test_ddp_config_trains_two_processes_through_the_cli(tmp_path):
 
 
 def test_torchrun_starts_both_processes_and_the_cli_trains_with_them(tmp_path):
-    """Lesson 08's torchrun command on one machine: torchrun starts both processes, Lightning starts none."""
+    """Lesson 08's torchrun command on one machine: torchrun starts both processes, which join, train and test."""
     done = ddp_fit(tmp_path, launcher=(sys.executable, "-m", "torch.distributed.run", "--standalone",
                                        "--nproc-per-node=2"))
     out = done.stdout + done.stderr
