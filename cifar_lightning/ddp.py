@@ -35,7 +35,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cifar_lightning.errors import check, check_choice
+from cifar_lightning.errors import CifarLightningError, check, check_choice
 
 
 class LeanDDPStrategy(DDPStrategy):
@@ -148,11 +148,12 @@ class FlatGradients:
     def average(self, world_size: int) -> None:
         for names, params, flat, views in self.groups:
             grads = [p.grad for p in params]
-            if any(g is None for g in grads):
-                missing = next(name for name, g in zip(names, grads, strict=True) if g is None)
-                check(False, f"parameter {missing!r} got no gradient in this step: gradient_sync='flat' needs one for "
-                             "every trainable parameter; pass --trainer.strategy cifar_lightning.ddp.LeanDDPStrategy "
-                             "--trainer.strategy.gradient_sync buckets --trainer.strategy.find_unused_parameters true")
+            missing = next((name for name, g in zip(names, grads, strict=True) if g is None), None)
+            if missing is not None:  # the message is built only then: this runs every step
+                raise CifarLightningError(
+                    f"parameter {missing!r} got no gradient in this step: gradient_sync='flat' needs one for every "
+                    "trainable parameter; pass --trainer.strategy cifar_lightning.ddp.LeanDDPStrategy "
+                    "--trainer.strategy.gradient_sync buckets --trainer.strategy.find_unused_parameters true")
             torch._foreach_copy_(views, grads)
             flat.div_(world_size)
             dist.all_reduce(flat)

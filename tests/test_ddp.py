@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -36,12 +37,9 @@ def test_cli_ddp_is_lean_and_lightnings_stays_reachable():
 
 def test_options_of_pytorchs_wrapper_need_bucketed_sync():
     """DDP-wrapper options with the flat sync would be silently ignored: a one-line error names them and the switch."""
-    try:
+    with pytest.raises(CifarLightningError) as error:
         LeanDDPStrategy(find_unused_parameters=True, bucket_cap_mb=50)
-    except CifarLightningError as error:
-        assert "bucket_cap_mb, find_unused_parameters" in str(error) and "gradient_sync buckets" in str(error)
-    else:
-        raise AssertionError("no error for wrapper options under gradient_sync='flat'")
+    assert "bucket_cap_mb, find_unused_parameters" in str(error.value) and "gradient_sync buckets" in str(error.value)
     assert LeanDDPStrategy(gradient_sync="buckets", find_unused_parameters=True)._ddp_kwargs["find_unused_parameters"]
     assert LeanDDPStrategy(find_unused_parameters=False, ddp_comm_hook=None).gradient_sync == "flat"  # defaults: fine
     bad = subprocess.run([sys.executable, "-m", "cifar_lightning", "fit", "--trainer.accelerator", "cpu",
