@@ -16,7 +16,6 @@ from lightning.pytorch.cli import LightningCLI
 
 from cifar_lightning.callbacks import LAST_CHECKPOINT, EpochTimer, best_checkpoint
 from cifar_lightning.data import CIFAR10DataModule
-from cifar_lightning.ddp import LeanDDPStrategy
 from cifar_lightning.errors import CifarLightningError
 from cifar_lightning.model import CifarResNet
 from cifar_lightning.system import CIFARSystem
@@ -27,9 +26,7 @@ class CifarCLI(LightningCLI):
 
     ``--trainer.enable_progress_bar false`` wins over a progress bar that a config lists under ``trainer.callbacks``
     (configs/full.yaml's TQDMProgressBar, which refreshes every 20 steps because reading the bar's numbers waits for
-    the GPU): the bar is dropped, where Lightning alone would refuse the pair. ``--trainer.strategy ddp`` runs
-    ``LeanDDPStrategy`` (cifar_lightning/ddp.py: DDP with less host work per step, its gradients in one all-reduce);
-    Lightning's own DDP, with PyTorch's defaults, stays reachable as ``ddp_find_unused_parameters_false``.
+    the GPU): the bar is dropped, where Lightning alone would refuse the pair.
     """
 
     def add_arguments_to_parser(self, parser):
@@ -46,8 +43,6 @@ class CifarCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         trainer = self.config_init.get(str(self.subcommand), self.config_init).get("trainer", {})
-        if trainer.get("strategy") == "ddp":  # DDP with less host work per step (cifar_lightning/ddp.py)
-            kwargs.setdefault("strategy", LeanDDPStrategy())
         callbacks = trainer.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         if trainer.get("enable_progress_bar") is False and any(isinstance(cb, ProgressBar) for cb in callbacks):
@@ -63,17 +58,21 @@ class CifarCLI(LightningCLI):
             print(f"test accuracy: {results[0]['test_acc']:.4f} ({ckpt or 'final weights'})")
 
 
+def build_cli(args: list[str] | None = None, run: bool = True, **kwargs) -> CifarCLI:
+    """The course's CLI over CIFARSystem and CIFAR10DataModule, as every entry point builds it.
+
+    ``run=False`` parses ``args`` and instantiates the model, data and trainer without running a subcommand
+    (``cli.trainer.fit(cli.model, datamodule=cli.datamodule)`` is then yours to call); ``kwargs`` go to LightningCLI.
+    """
+    options = dict(seed_everything_default=42, save_config_kwargs={"overwrite": True},
+                   trainer_defaults={"default_root_dir": "runs"})
+    return CifarCLI(CIFARSystem, CIFAR10DataModule, args=args, run=run, **{**options, **kwargs})
+
+
 def main(args: list[str] | None = None) -> None:
     """Run the CLI; bad input ends with one ``error:`` line and exit status 2."""
     try:
-        CifarCLI(
-            CIFARSystem,
-            CIFAR10DataModule,
-            seed_everything_default=42,
-            save_config_kwargs={"overwrite": True},
-            trainer_defaults={"default_root_dir": "runs"},
-            args=args,
-        )
+        build_cli(args)
     except CifarLightningError as err:
         fail(str(err))
     except MisconfigurationException as err:  # Lightning's word on the trainer options, e.g. a missing GPU

@@ -15,7 +15,6 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from cifar_lightning.ddp import sync_buffers
 from cifar_lightning.errors import check, check_choice
 from cifar_lightning.model import CifarResNet
 
@@ -49,12 +48,20 @@ def training_loss(system: CIFARSystem, x: torch.Tensor, y: torch.Tensor) -> tupl
 
 
 def logger_writes_this_step(trainer) -> bool:
-    """Whether Lightning's loggers write the values of the training step under way (every ``log_every_n_steps``-th
-    step, a step after which training stops, every step of ``fast_dev_run``); True where that cannot be told (no
-    trainer, or a Lightning without the ``should_update_logs`` flag it uses itself)."""
+    """Whether Lightning's loggers write the values of the training step under way: every ``log_every_n_steps``-th
+    optimizer step, a step after which training stops, every step of ``fast_dev_run`` (Lightning's own rule, read
+    from the trainer's public state); True without a trainer (a step called by hand)."""
     if trainer is None or trainer.fast_dev_run:
         return True
-    return bool(getattr(getattr(trainer, "_logger_connector", None), "should_update_logs", True))
+    return (trainer.global_step + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop
+
+
+def attached_trainer(module: L.LightningModule):
+    """The module's trainer, or None when it has none (``module.trainer`` raises then)."""
+    try:
+        return module.trainer
+    except RuntimeError:
+        return None
 
 
 def fused_if_cuda(params: list[torch.Tensor]) -> bool | None:
@@ -183,10 +190,9 @@ class CIFARSystem(L.LightningModule):
         loss, log_probs = self._training_loss(self, x, y)
         self.train_acc.update(log_probs, y)  # summed over the epoch, logged at its end
         shown = self.hparams.get("progress_bar_loss", True)
-        # A self.log call per step cost 0.8-1.9 ms of host time on an H100 host (Lightning moves its result collection
-        # to the device on every call): a tenth or more of a 24-pixel step's ~8 ms, which under DDP decided whether
-        # the GPUs wait for the host (benchmarks/results/gpu-ddp-8.md). Without the bar, log only what gets written.
-        if shown or logger_writes_this_step(self._trainer):
+        # Each self.log call costs host time (Lightning moves its result collection to the device on every call),
+        # which a fast GPU step cannot hide. Without the bar, hand Lightning only the values its loggers write.
+        if shown or logger_writes_this_step(attached_trainer(self)):
             self.log("train_loss", loss, prog_bar=shown)
         return loss
 
@@ -201,12 +207,6 @@ class CIFARSystem(L.LightningModule):
         metric(log_probs, y)
         self.log(f"{stage}_loss", F.nll_loss(log_probs, y), prog_bar=True, sync_dist=True)
         self.log(f"{stage}_acc", metric, prog_bar=True)
-
-    def on_validation_epoch_start(self):
-        sync_buffers(self)  # DDP: every process evaluates rank 0's BatchNorm statistics (cifar_lightning/ddp.py)
-
-    def on_test_epoch_start(self):
-        sync_buffers(self)
 
     # cuDNN's autotuning (``trainer.benchmark``) times every convolution algorithm once per new input shape. An
     # evaluation brings new shapes (all test-time views in one batch, a smaller last batch) for a few batches

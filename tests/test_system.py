@@ -1,6 +1,7 @@
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pandas as pd
@@ -281,7 +282,10 @@ for width in (2, 8):
     assert done.stdout.split("\n")[-3:-1] == ["2 False True", "8 True False"]
 
 
-def test_logger_writes_this_step_defaults_to_yes():
-    """Without a trainer (a step called by hand), or a Lightning without the flag, every step's loss is logged."""
+def test_logger_writes_this_step_follows_log_every_n_steps():
+    """Without a trainer (a step called by hand) every step's loss is logged; with one, the steps its loggers write."""
     assert logger_writes_this_step(None)
-    assert logger_writes_this_step(type("T", (), {"fast_dev_run": False})())
+    trainer = SimpleNamespace(fast_dev_run=False, log_every_n_steps=5, should_stop=False, global_step=0)
+    written = [step for step in range(12) if logger_writes_this_step(SimpleNamespace(**{**vars(trainer), "global_step": step}))]
+    assert written == [4, 9]
+    assert logger_writes_this_step(SimpleNamespace(**{**vars(trainer), "should_stop": True}))
