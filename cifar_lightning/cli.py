@@ -14,6 +14,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
+from cifar_lightning import global_batch
 from cifar_lightning.callbacks import LAST_CHECKPOINT, EpochTimer, best_checkpoint
 from cifar_lightning.data import CIFAR10DataModule
 from cifar_lightning.errors import CifarLightningError
@@ -48,6 +49,10 @@ class CifarCLI(LightningCLI):
         if trainer.get("enable_progress_bar") is False and any(isinstance(cb, ProgressBar) for cb in callbacks):
             kwargs.setdefault("callbacks", [cb for cb in callbacks if not isinstance(cb, ProgressBar)])
         return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self):
+        if self.trainer.is_global_zero and self.trainer.world_size > 1:  # what one optimizer step sees under DDP
+            print(global_batch.describe(self.trainer, self.datamodule.batch_size))
 
     def after_fit(self):
         if not self.config.fit.test_after_fit:

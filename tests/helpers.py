@@ -9,3 +9,16 @@ def cpu_trainer(root, **kwargs) -> L.Trainer:
     options = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
                    default_root_dir=root)
     return L.Trainer(**{**options, **kwargs})
+
+
+class SaveRankWeights(L.Callback):
+    """Saves each process's strategy, world size and parameters to ``<default_root_dir>/rank<N>.pt`` when fit ends
+    (the DDP tests compare the processes)."""
+
+    def on_fit_end(self, trainer, pl_module):
+        import torch
+
+        strategy = type(trainer.strategy)
+        torch.save({"strategy": f"{strategy.__module__}.{strategy.__qualname__}", "world_size": trainer.world_size,
+                    "parameters": {name: p.detach().cpu() for name, p in pl_module.named_parameters()}},
+                   f"{trainer.default_root_dir}/rank{trainer.global_rank}.pt")
