@@ -14,7 +14,7 @@ The mode is picked so that W&B never prompts, also in a notebook or with stdin c
   entry), else ``offline``: the run is written under ``runs/wandb/`` and ``wandb sync`` uploads it later.
 
 Next to W&B's own files every run writes a small JSON *run record* (config, metric history, summary) under
-``<save_dir>/records/``: :mod:`cifar_lightning.results` reads those when W&B's server is out of reach.
+``<save_dir>/records/``: :mod:`cifar_lightning.tracking.results` reads those when W&B's server is out of reach.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Batched augmentation: the presets of ``augment.py`` applied to a whole batch at once, on any device.
 
-    from cifar_lightning.batch_augment import build_batch_transform
+    from cifar_lightning.fast.batch_augment import build_batch_transform
     train_tf = build_batch_transform("flip_crop")   # uint8 [N, 3, 32, 32] -> normalized float32
     x = train_tf(images_uint8_on_gpu)
 
