@@ -50,8 +50,6 @@ SWA = {"class_path": "lightning.pytorch.callbacks.StochasticWeightAveraging",
 
 # Made for configs/full.yaml (SGD nesterov lr 0.2 + linear OneCycle, label smoothing 0.2, flip_crop, 24-pixel
 # crops early, EMA of the weights, flip TTA, bf16-mixed): each arm turns one of its tricks off, or swaps one choice.
-# The committed comparison (benchmarks/results/comparison-*) ran with the 18-epoch config of the time, which had
-# neither the crops nor the EMA (so neither no_ema nor no_progressive_crop ran, and swa replaced nothing).
 SETTINGS = [
     Setting("baseline", "the base config as it is"),
     Setting("no_label_smoothing", "label smoothing 0.2 -> 0", ["--model.label_smoothing", "0"]),

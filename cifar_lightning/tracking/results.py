@@ -286,7 +286,7 @@ def environment_meta() -> dict:
 def benchmark_table(path: str | Path, runs: list[str] | None = None) -> pd.DataFrame:
     """The GPU benchmark's table (``benchmarks/gpu_benchmark.py`` writes ``<name>.json`` beside its ``.md``), one row
     per run: mean ± std over seeds of test accuracy, fit seconds and training images/s, and where the benchmark timed
-    them (since session 6) compile seconds and the fit's seconds besides compiling. ``runs`` picks rows by name."""
+    them compile seconds and the fit's seconds besides compiling. ``runs`` picks rows by name."""
     path = Path(path)
     check(path.exists(), f"{path} not found: run benchmarks/gpu_benchmark.py suite ... --md {path.with_suffix('.md')}")
     data = json.loads(path.read_text())
