@@ -30,7 +30,8 @@ class EpochTimer(Callback):
 
     Written here because the course shows how a callback hooks into the loop: it counts the images
     of every batch and waits for the GPU at the epoch's end so that the clock tells the truth.
-    Lightning's ``ThroughputMonitor`` measures more (per batch, FLOPs); lessons 01 and 07 read this one's source.
+    Lightning's ``ThroughputMonitor`` logs throughput too (per step, FLOPs when told them); this one stays as the
+    course's example of a hand-written callback (lessons 01 and 07 read its source).
     """
 
     def on_train_epoch_start(self, trainer, pl_module):
