@@ -124,7 +124,8 @@ def curves_table(records: list[dict]) -> pd.DataFrame:
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per setting (in the order the settings first appear): how many seeds, test accuracy mean and
     standard deviation over seeds (NaN for one seed), best validation accuracy, fit time and throughput."""
-    check(len(runs) > 0, "no runs to summarize: run `python -m cifar_lightning.tracking.comparison` first (see docs/wandb.md)")
+    check(len(runs) > 0,
+          "no runs to summarize: run `python -m cifar_lightning.tracking.comparison` first (see docs/wandb.md)")
     grouped = runs.groupby("setting", sort=False)
     summary = pd.DataFrame({
         "runs": grouped.size(),
@@ -222,7 +223,8 @@ def save_compact(runs: pd.DataFrame, curves: pd.DataFrame, folder: str | Path, m
 def load_compact(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """``(runs, curves, meta)`` as :func:`save_compact` wrote them."""
     folder = Path(folder)
-    check((folder / RUNS_CSV).exists(), f"no {RUNS_CSV} in {folder}: run `python -m cifar_lightning.tracking.comparison`")
+    check((folder / RUNS_CSV).exists(),
+          f"no {RUNS_CSV} in {folder}: run `python -m cifar_lightning.tracking.comparison`")
     meta_path = folder / META_JSON
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     return pd.read_csv(folder / RUNS_CSV), pd.read_csv(folder / CURVES_CSV), meta
