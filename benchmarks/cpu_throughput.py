@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from cifar_lightning import CifarResNet, build_transform
-from cifar_lightning.batch_augment import build_batch_transform
+from cifar_lightning.fast.batch_augment import build_batch_transform
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

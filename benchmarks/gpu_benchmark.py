@@ -38,7 +38,7 @@ from cifar_lightning import CIFAR10DataModule, CIFARSystem, sources  # noqa: E40
 from cifar_lightning.callbacks import EpochTimer, best_checkpoint  # noqa: E402
 from cifar_lightning.cli import CifarCLI  # noqa: E402
 from cifar_lightning.experiment import TTA_VARIANTS, validate_tta_variants  # noqa: E402
-from cifar_lightning.results import format_mean_std  # noqa: E402
+from cifar_lightning.tracking.results import format_mean_std  # noqa: E402
 
 SEEDS = (0, 1, 2)
 # Extra CLI options: validate only after the last of ``n`` epochs; EMA of the weights; progressive crops.

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cifar_lightning import CifarResNet  # noqa: E402
-from cifar_lightning.batch_augment import build_batch_transform  # noqa: E402
+from cifar_lightning.fast.batch_augment import build_batch_transform  # noqa: E402
 
 
 def cuda_ms(fn, reps: int = 30, warmup: int = 5) -> float:

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 
 import lightning as L
@@ -31,6 +30,8 @@ class EpochTimer(Callback):
 
     Written here because the course shows how a callback hooks into the loop: it counts the images
     of every batch and waits for the GPU at the epoch's end so that the clock tells the truth.
+    Lightning's ``ThroughputMonitor`` logs throughput too (per step, FLOPs when told them); this one stays as the
+    course's example of a hand-written callback (lessons 01 and 07 read its source).
     """
 
     def on_train_epoch_start(self, trainer, pl_module):
@@ -87,9 +88,9 @@ class ProgressiveCrop(Callback):
     """Trains on ``size``-pixel random crops for the first ``fraction`` of the epochs, then on full-size ones.
 
     Fewer operations per step early on ((24/32)^2 = 0.56 at 24 pixels) while the objects keep the scale they have
-    at test time; the last epochs at full size let the network settle on the test-time input. Measured (with
-    EMAWeights, benchmarks/README.md): higher accuracy at 40 epochs; no shorter step in eager mode, where kernel
-    launches bound it, so the saving needs CUDA graphs (``--model.compile reduce-overhead``).
+    at test time; the last epochs at full size let the network settle on the test-time input. Where kernel
+    launches bound the step (eager mode on a fast GPU), a smaller crop does not shorten it: the saving needs CUDA
+    graphs (``--model.compile reduce-overhead``).
     Needs the DataModule's GPU path (``data.on_device: true``) with a crop preset.
     """
 
@@ -109,13 +110,13 @@ class ProgressiveCrop(Callback):
 
 
 class EMAWeights(EMAWeightAveraging):
-    """Lightning's EMA of the weights (validation and checkpoints use the average), tested with the average too.
+    """Lightning's ``EMAWeightAveraging``, whose average is also what ``trainer.test(ckpt_path=...)`` measures.
 
-    Its per-step update is one fused ``lerp`` without GPU syncs (Lightning's costs two syncs a step).
-    Lightning's callback, whenever it loads a checkpoint while it holds an average, puts the raw training weights
-    (``current_model_state``) back into the model: also for ``trainer.test(ckpt_path="best")`` right after fit,
-    which would then test other weights than the ones validated. Outside fitting this keeps the checkpoint's
-    ``state_dict``: the average. Resuming a fit (``ckpt_path`` in ``fit``) restores both, as Lightning does.
+    As shipped: the average is updated after every optimizer step, validation and the checkpoints' ``state_dict``
+    use it, training continues on the raw weights, and resuming a fit (``ckpt_path`` in ``fit``) restores both.
+    One hook differs: outside fitting a loaded checkpoint keeps its ``state_dict`` (the average), where Lightning's
+    callback would put the raw weights back whenever it holds an average, e.g. testing the best checkpoint right
+    after fit, which would then measure other weights than the ones validated.
     """
 
     def __init__(self, decay: float = 0.999, **kwargs):
@@ -123,42 +124,8 @@ class EMAWeights(EMAWeightAveraging):
         super().__init__(decay=decay, **kwargs)
         self.decay = decay
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        step_idx = trainer.global_step - 1  # the same bookkeeping as Lightning's, a faster update
-        if trainer.global_step > self._latest_update_step and self.should_update(step_idx=step_idx):
-            self._update(pl_module)
-            self._latest_update_step = trainer.global_step
-
-    @torch.no_grad()
-    def _update(self, pl_module) -> None:
-        # AveragedModel.update_parameters launches a few kernels per tensor and reads its step counter back from the
-        # GPU twice a step (two syncs that stall the queue): it slowed the fast recipe on an H100
-        # (benchmarks/NOTES-gpu.md §5). One fused lerp over all float tensors instead, no sync, and the tensor
-        # lists built once (rebuilding them every step cost host time the GPU then waited for).
-        average = self._average_model
-        if getattr(self, "_pairs_of", None) is not average:
-            self._pairs, self._pairs_of = self._tensor_pairs(average.module, pl_module), average
-        averages, currents, counters_avg, counters_cur = self._pairs
-        if averages:
-            if averages[0].device != currents[0].device:  # device="cpu" keeps the average off the GPU
-                currents = [c.to(averages[0].device, non_blocking=True) for c in currents]
-            torch._foreach_lerp_(averages, currents, 1 - self.decay)
-        if counters_avg:  # BatchNorm's num_batches_tracked: counters, copied (an average of them means nothing)
-            torch._foreach_copy_(counters_avg, counters_cur)
-        average.n_averaged += 1  # what Lightning's checkpoints store
-
-    @staticmethod
-    def _tensor_pairs(average, model) -> tuple[list, list, list, list]:
-        """(average, model) float tensors and integer counters, parameters then buffers, in matching order."""
-        pairs = zip(itertools.chain(average.parameters(), average.buffers()),
-                    itertools.chain(model.parameters(), model.buffers()), strict=True)
-        floats, counters = [], []
-        for avg, cur in pairs:
-            (floats if avg.is_floating_point() else counters).append((avg, cur))
-        return [a for a, _ in floats], [c for _, c in floats], [a for a, _ in counters], [c for _, c in counters]
-
     def on_load_checkpoint(self, trainer, pl_module, checkpoint):
-        if trainer.state.fn == TrainerFn.FITTING:
+        if trainer.state.fn == TrainerFn.FITTING:  # resuming: Lightning restores the raw weights and the average
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
 

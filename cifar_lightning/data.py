@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from cifar_lightning import sources
 from cifar_lightning.augment import build_transform
-from cifar_lightning.batch_augment import build_batch_transform
-from cifar_lightning.device_loader import DeviceLoader
 from cifar_lightning.errors import check, check_choice
+from cifar_lightning.fast.batch_augment import build_batch_transform
+from cifar_lightning.fast.device_loader import DeviceLoader
 
 
 class ArrayDataset(Dataset):
@@ -70,7 +70,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         synthetic_size: ``[n_train, n_test]`` for ``source=synthetic``.
         cache_dir: where decoded arrays are cached (default ``<data_dir of $PATH_DATASETS>/cache``).
         on_device: keep each split as uint8 on the training device (the GPU) and augment whole batches there
-            (``batch_augment.py``) instead of per-sample transforms in CPU workers; falls back to the CPU when
+            (``fast/batch_augment.py``) instead of per-sample transforms in CPU workers; falls back to the CPU when
             the trainer runs there. Presets ``none|flip|flip_crop|flip_crop_rotate`` only.
     """
 

@@ -39,7 +39,7 @@ def quiet_logs() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
-    # in a notebook, sys.argv holds the kernel's arguments; CifarCLI(args=...) ignores them anyway
+    # in a notebook, sys.argv holds the kernel's arguments; build_cli(args) ignores them anyway
     warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter.*")
 
 

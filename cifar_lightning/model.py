@@ -2,6 +2,12 @@
 
     from cifar_lightning import build_resnet
     net = build_resnet(depth=18, cifar_stem=True)
+
+which is the textbook CIFAR ResNet-18 (``CifarResNet`` adds narrow and shallow variants for CPUs)::
+
+    net = torchvision.models.resnet18(num_classes=10)
+    net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
 """
 
 from __future__ import annotations
@@ -40,35 +46,52 @@ class CifarResNet(ResNet):
         check(num_classes > 0 and width > 0, f"num_classes and width must be positive, got {num_classes}, {width}")
         check(blocks is None or (len(blocks) == 4 and all(b >= 1 for b in blocks)),
               f"blocks must be four counts >= 1 (one per stage), got {blocks}")
-        nn.Module.__init__(self)  # ResNet.__init__ hard-codes 64 channels; rebuild with its own helpers
-        self.config = dict(depth=depth, num_classes=num_classes, cifar_stem=cifar_stem, width=width)
-        if blocks is not None:  # only when set: checkpoints of standard depths keep their old config
-            self.config["blocks"] = list(blocks)
-        self._norm_layer, self.dilation, self.groups, self.base_width = nn.BatchNorm2d, 1, 1, 64
-        self.inplanes = width
+        stage_blocks = list(blocks) if blocks is not None else DEPTHS[depth][0]
+        if width == 64:  # what torchvision.models.resnet18() / resnet34() build
+            super().__init__(BasicBlock, stage_blocks, num_classes=num_classes)
+        else:  # torchvision fixes the stage widths at 64-512: the same network, narrower
+            nn.Module.__init__(self)
+            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+            self.layer1 = resnet_stage(width, width, stage_blocks[0])
+            self.layer2 = resnet_stage(width, width * 2, stage_blocks[1], stride=2)
+            self.layer3 = resnet_stage(width * 2, width * 4, stage_blocks[2], stride=2)
+            self.layer4 = resnet_stage(width * 4, width * 8, stage_blocks[3], stride=2)
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.fc = nn.Linear(width * 8, num_classes)
+            init_like_torchvision(self)
         if cifar_stem:
             self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
+            init_like_torchvision(self.conv1)
             self.maxpool = nn.Identity()
-        else:
-            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        blocks = list(blocks) if blocks is not None else DEPTHS[depth][0]
-        self.layer1 = self._make_layer(BasicBlock, width, blocks[0])
-        self.layer2 = self._make_layer(BasicBlock, width * 2, blocks[1], stride=2)
-        self.layer3 = self._make_layer(BasicBlock, width * 4, blocks[2], stride=2)
-        self.layer4 = self._make_layer(BasicBlock, width * 8, blocks[3], stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(width * 8, num_classes)
-        for m in self.modules():  # torchvision's initialisation
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        self.config = dict(depth=depth, num_classes=num_classes, cifar_stem=cifar_stem, width=width)
+        if blocks is not None:  # only when set: checkpoints of standard depths keep their config
+            self.config["blocks"] = list(blocks)
         if pretrained:
             load_imagenet_weights(self)
+
+
+def resnet_stage(in_channels: int, out_channels: int, blocks: int, stride: int = 1) -> nn.Sequential:
+    """One stage of torchvision's ResNet at any width: ``blocks`` BasicBlocks, the first one changing the channels
+    and (``stride``) the resolution, with a 1x1 convolution on its shortcut when either changes."""
+    downsample = None
+    if stride != 1 or in_channels != out_channels:
+        downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
+                                   nn.BatchNorm2d(out_channels))
+    first = BasicBlock(in_channels, out_channels, stride=stride, downsample=downsample)
+    return nn.Sequential(first, *(BasicBlock(out_channels, out_channels) for _ in range(blocks - 1)))
+
+
+def init_like_torchvision(module: nn.Module) -> None:
+    """torchvision's ResNet initialisation: Kaiming-normal convolutions (fan-out), BatchNorm scale 1 and shift 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 def load_imagenet_weights(net: CifarResNet) -> list[str]:

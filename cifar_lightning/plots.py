@@ -7,7 +7,7 @@
     plots.save_figure(ax.figure, "lr-vs-lr10.png")            # -> lesson.figure_path(...)
 
 The tables they draw come from :mod:`cifar_lightning.experiment` (``read_metrics``, ``profile_table``);
-:class:`~cifar_lightning.run_report.RunReport` draws its W&B pictures with these functions too.
+:class:`~cifar_lightning.tracking.RunReport` draws its W&B pictures with these functions too.
 """
 
 from __future__ import annotations

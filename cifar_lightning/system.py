@@ -158,7 +158,7 @@ class CIFARSystem(L.LightningModule):
             mode = self.hparams.compile if isinstance(self.hparams.compile, str) else None
             # A compiled function, the modules untouched: parameter names and checkpoints stay as without compile,
             # and evaluation (which calls the module) runs eagerly. Static shapes: each crop size gets its own
-            # graph, which later runs find in the on-disk cache (benchmarks/README.md has the build times).
+            # graph, which later runs find in the on-disk cache.
             self._training_loss = torch.compile(training_loss, mode=mode, dynamic=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -198,7 +198,7 @@ class CIFARSystem(L.LightningModule):
 
     def on_train_epoch_end(self):
         # Logged once per epoch (Lightning computes, syncs across DDP ranks and resets it): logging the metric at
-        # every step cost more host time than a 24-pixel step's GPU work (benchmarks/results/gpu-profile-4.md).
+        # every step costs more host time than a 24-pixel step's GPU work on a fast GPU.
         self.log("train_acc", self.train_acc)
 
     def _evaluate(self, batch, stage: str, metric: MulticlassAccuracy):
@@ -210,7 +210,7 @@ class CIFARSystem(L.LightningModule):
 
     # cuDNN's autotuning (``trainer.benchmark``) times every convolution algorithm once per new input shape. An
     # evaluation brings new shapes (all test-time views in one batch, a smaller last batch) for a few batches
-    # only: tuning them cost more than it saved (benchmarks/results/gpu-full-6.md). Evaluation uses cuDNN's
+    # only: tuning them costs more than it saves. Evaluation uses cuDNN's
     # heuristic choice instead; training keeps its tuned algorithms.
     def _pause_autotuning(self):
         self._autotuning = torch.backends.cudnn.benchmark

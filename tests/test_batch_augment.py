@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from cifar_lightning.augment import CIFAR10_MEAN, CIFAR10_STD, build_transform
-from cifar_lightning.batch_augment import BatchTransform, crop_flip, reflect_index, rotate
 from cifar_lightning.errors import CifarLightningError
+from cifar_lightning.fast.batch_augment import BatchTransform, crop_flip, reflect_index, rotate
 
 
 def images(n=64, seed=0):

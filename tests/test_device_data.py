@@ -6,8 +6,8 @@ import torch
 
 from cifar_lightning import CIFAR10DataModule, CIFARSystem
 from cifar_lightning.augment import build_transform
-from cifar_lightning.device_loader import DeviceLoader
 from cifar_lightning.errors import CifarLightningError
+from cifar_lightning.fast.device_loader import DeviceLoader
 from tests.helpers import cpu_trainer
 
 

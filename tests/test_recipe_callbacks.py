@@ -1,10 +1,11 @@
-"""The callbacks of the fast recipe: ProgressiveCrop switches the crop size by epoch; EMAWeights tests the average."""
+"""The callbacks of the fast recipe: ProgressiveCrop switches the crop size by epoch; EMAWeights validates, saves,
+tests and resumes the average as Lightning's EMAWeightAveraging does, and tests a loaded checkpoint's average."""
 
 from types import SimpleNamespace
 
 import pytest
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint
 
 from cifar_lightning import (
     CIFAR10DataModule,
@@ -13,6 +14,7 @@ from cifar_lightning import (
     EMAWeights,
     ProgressiveCrop,
     build_resnet,
+    latest_checkpoint,
 )
 from tests.helpers import cpu_trainer
 
@@ -43,14 +45,25 @@ def test_progressive_crop_needs_the_on_device_path():
         ProgressiveCrop(fraction=1.5)
 
 
-def fit_and_test(tmp_path, ema):
-    """Fit a tiny ResNet with ``ema`` and a best-checkpoint callback, then test the best checkpoint as the CLI does."""
-    torch.manual_seed(0)
+def tiny_fit(tmp_path, *callbacks, max_epochs=2, ckpt_path=None, seed=0):
+    """A tiny ResNet fitted on synthetic data with ``callbacks``; returns (system, datamodule, trainer)."""
+    torch.manual_seed(seed)
     dm = CIFAR10DataModule(source="synthetic", batch_size=16, num_workers=0, synthetic_size=(96, 16), on_device=True)
     system = CIFARSystem(build_resnet(width=8), lr=0.1, scheduler="none")
+    trainer = cpu_trainer(tmp_path, max_epochs=max_epochs, callbacks=list(callbacks))
+    trainer.fit(system, datamodule=dm, ckpt_path=ckpt_path)
+    return system, dm, trainer
+
+
+def same_tensors(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def fit_and_test(tmp_path, ema):
+    """Fit with ``ema`` and a best-checkpoint callback, then test the best checkpoint as the CLI does: whether the
+    weights tested are the checkpoint's average (``state_dict``), and whether they are its raw weights."""
     best = ModelCheckpoint(dirpath=tmp_path, monitor="val_acc", mode="max")
-    trainer = cpu_trainer(tmp_path, max_epochs=2, callbacks=[ema, best])
-    trainer.fit(system, datamodule=dm)
+    system, dm, trainer = tiny_fit(tmp_path, ema, best)
     trainer.test(system, datamodule=dm, ckpt_path="best", verbose=False)
     saved = torch.load(best.best_model_path, weights_only=False)
     tested = system.state_dict()
@@ -65,25 +78,48 @@ def test_ema_weights_are_what_the_test_measures(tmp_path):
     assert fit_and_test(tmp_path / "lightning", EMAWeightAveraging(decay=0.9)) == (False, True)
 
 
-def test_ema_update_is_the_exponential_average_of_lightnings_callback():
-    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
-    ours, theirs = EMAWeights(decay=0.8), EMAWeightAveraging(decay=0.8)
-    for callback in (ours, theirs):
-        callback._average_model = torch.optim.swa_utils.AveragedModel(model, use_buffers=True,
-                                                                     avg_fn=torch.optim.swa_utils.get_ema_avg_fn(0.8))
-    theirs._average_model.update_parameters(model)  # Lightning's first update copies the weights: ours starts there
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(1.0)
-        model[1].running_mean.add_(2.0)
-        model[1].num_batches_tracked.add_(5)
-    ours._update(model)
-    theirs._average_model.update_parameters(model)
-    for a, b in zip(ours._average_model.module.state_dict().values(), theirs._average_model.module.state_dict().values(),
-                    strict=True):
-        if a.is_floating_point():
-            assert torch.allclose(a, b)
-    assert ours._average_model.module[1].num_batches_tracked == 5  # a counter is copied, not averaged
-    assert torch.allclose(ours._average_model.module[0].bias, model[0].bias - 0.8)  # 0.8 old + 0.2 new (old = new - 1)
+def test_validation_and_checkpoints_use_the_average(tmp_path):
+    """The val_loss logged during fit is the one of the checkpoint's ``state_dict`` (the average), not of its raw
+    weights (``current_model_state``)."""
+    best = ModelCheckpoint(dirpath=tmp_path, monitor="val_loss", mode="min")
+    system, dm, _ = tiny_fit(tmp_path, EMAWeights(decay=0.9), best)
+    saved = torch.load(best.best_model_path, weights_only=False)
+    assert not same_tensors(saved["state_dict"], saved["current_model_state"])
+    plain = cpu_trainer(tmp_path / "plain")
+
+    def val_loss(state):
+        system.load_state_dict(state)
+        return plain.validate(system, datamodule=dm, verbose=False)[0]["val_loss"]
+
+    logged = best.best_model_score.item()
+    assert val_loss(saved["state_dict"]) == pytest.approx(logged, rel=1e-5)
+    assert val_loss(saved["current_model_state"]) != pytest.approx(logged, rel=1e-5)
+
+
+class SaveAtTrainStart(Callback):
+    """Saves a checkpoint when training starts, i.e. right after a resumed fit restored its checkpoint."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_train_start(self, trainer, pl_module):
+        trainer.save_checkpoint(self.path)
+
+
+def test_resuming_a_fit_restores_both_the_raw_weights_and_the_average(tmp_path):
+    _, _, first = tiny_fit(tmp_path / "first", EMAWeights(decay=0.9), latest_checkpoint(tmp_path / "ckpt"),
+                           max_epochs=1)
+    last = tmp_path / "ckpt" / "last.ckpt"
+    saved = torch.load(last, weights_only=False)
+    assert not same_tensors(saved["state_dict"], saved["current_model_state"])
+    # a fresh system from another seed: whatever it holds after the restore came from the checkpoint
+    tiny_fit(tmp_path / "resumed", EMAWeights(decay=0.9), SaveAtTrainStart(tmp_path / "restored.ckpt"),
+             ckpt_path=str(last), seed=1)
+    restored = torch.load(tmp_path / "restored.ckpt", weights_only=False)
+    assert same_tensors(restored["state_dict"], saved["state_dict"])  # the average
+    assert same_tensors(restored["current_model_state"], saved["current_model_state"])  # the raw weights
+
+
+def test_ema_decay_is_checked():
     with pytest.raises(CifarLightningError, match="decay"):
         EMAWeights(decay=1.0)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cifar_lightning import comparison, results
 from cifar_lightning.errors import CifarLightningError
+from cifar_lightning.tracking import comparison, results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def test_tables_and_summary_from_records():
 
 
 def test_summary_of_nothing_says_what_to_run():
-    with pytest.raises(CifarLightningError, match="cifar_lightning.comparison"):
+    with pytest.raises(CifarLightningError, match="cifar_lightning.tracking.comparison"):
         results.summarize(results.runs_table([]))
 
 
@@ -207,7 +207,7 @@ def test_committed_gpu_benchmark_has_the_runs_lesson_10_shows():
 
 
 def test_comparison_arms_drop_the_full_configs_callbacks(tmp_path):
-    cli = comparison.build_cli(["--config", str(ROOT / "configs/full.yaml"), *comparison.SMOKE_ARGS], tmp_path)
+    cli = comparison.configure_run(["--config", str(ROOT / "configs/full.yaml"), *comparison.SMOKE_ARGS], tmp_path)
 
     def names():
         return [type(c).__name__ for c in cli.trainer.callbacks]

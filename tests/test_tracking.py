@@ -11,9 +11,8 @@ import pytest
 
 from cifar_lightning import CIFAR10DataModule, CifarResNet, CIFARSystem, build_callbacks
 from cifar_lightning.errors import CifarLightningError
-from cifar_lightning.results import curves_table, load_records, runs_table
-from cifar_lightning.run_report import RunReport
-from cifar_lightning.tracking import WorkshopWandbLogger, has_api_key, resolve_mode
+from cifar_lightning.tracking import RunReport, WorkshopWandbLogger, has_api_key, resolve_mode
+from cifar_lightning.tracking.results import curves_table, load_records, runs_table
 from tests.helpers import cpu_trainer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ The mode is picked so that W&B never prompts, also in a notebook or with stdin c
   entry), else ``offline``: the run is written under ``runs/wandb/`` and ``wandb sync`` uploads it later.
 
 Next to W&B's own files every run writes a small JSON *run record* (config, metric history, summary) under
-``<save_dir>/records/``: :mod:`cifar_lightning.results` reads those when W&B's server is out of reach.
+``<save_dir>/records/``: :mod:`cifar_lightning.tracking.results` reads those when W&B's server is out of reach.
 """
 
 from __future__ import annotations
@@ -143,11 +143,11 @@ class WorkshopWandbLogger(WandbLogger):
         save_dir = save_dir or default_save_dir()
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         # `mode` goes straight to wandb.init; Lightning's own `offline=True` would forbid log_model, but W&B keeps
-        # offline artifacts and `wandb sync` uploads them.
+        # offline artifacts and `wandb sync` uploads them. (Lightning 2.6 always passes wandb.init an `anonymous`
+        # setting, which recent wandb versions answer with a one-line warning that it has no effect.)
         super().__init__(name=name, project=project, save_dir=save_dir, log_model=log_model, group=group, tags=tags,
                          mode=self.mode, **kwargs)
-        if self._wandb_init.get("anonymous") is None:
-            self._wandb_init.pop("anonymous", None)  # deprecated in wandb; passing None only warns
+        self._run = None  # the W&B run, once Lightning's WandbLogger has started it (on first use)
         self._keep_record = record
         self._record: dict[str, Any] = {"project": project, "name": name, "group": group, "tags": list(tags or []),
                                         "mode": self.mode, "config": {}, "summary": {}, "history": []}
@@ -160,14 +160,19 @@ class WorkshopWandbLogger(WandbLogger):
     def experiment(self):
         if self._mode_error is not None:
             raise self._mode_error
-        if self._experiment is None:
+        run = super().experiment
+        if self._run is None:
+            self._run = run
             _OPEN.add(self)
-        return super().experiment
+        return run
+
+    def __getstate__(self):
+        return {**super().__getstate__(), "_run": None}  # a W&B run does not pickle: a copy gets it back on first use
 
     @property
     def record_path(self) -> Path | None:
         """Where this run's JSON record is written (known once the W&B run exists)."""
-        if self._experiment is None:
+        if self._run is None:
             return None
         return Path(self.save_dir) / "records" / f"{self.version}.json"
 
@@ -200,9 +205,9 @@ class WorkshopWandbLogger(WandbLogger):
     @rank_zero_only
     def write_record(self) -> Path | None:
         """Write the run record now (also done on ``finalize`` and every 10 s while training)."""
-        if not self._keep_record or self._experiment is None:
+        if not self._keep_record or self._run is None:
             return None
-        run, now = self._experiment, datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        run, now = self._run, datetime.now(timezone.utc).isoformat(timespec="microseconds")
         self._record.setdefault("created", now)  # results list runs in this order
         self._record.update(id=run.id, name=run.name, wandb_dir=None if self.mode == "disabled" else
                             str(Path(run.dir).parent), written=now)
@@ -216,9 +221,9 @@ class WorkshopWandbLogger(WandbLogger):
 
     def finish(self) -> None:
         """Write the record and close the W&B run, so that the next logger starts a new one (notebooks, loops)."""
-        if self._experiment is not None:
+        if self._run is not None:
             self.write_record()
-            self._experiment.finish()
+            self._run.finish()
         _OPEN.discard(self)
 
 

@@ -1,6 +1,6 @@
 """Read training runs back and compare them: no number copied by hand.
 
-    from cifar_lightning import results
+    from cifar_lightning.tracking import results
     records = results.load_records(folder="runs/comparison")   # W&B when online, local run records otherwise
     runs = results.runs_table(records)          # one row per run: setting, seed, test_acc, fit_seconds, ...
     curves = results.curves_table(records)      # one row per run and epoch: val_acc
@@ -28,7 +28,7 @@ from cifar_lightning.errors import check
 from cifar_lightning.experiment import device_name
 from cifar_lightning.lesson import project_root
 from cifar_lightning.plots import plot_metric_curves
-from cifar_lightning.tracking import DEFAULT_PROJECT, resolve_mode
+from cifar_lightning.tracking.wandb_logger import DEFAULT_PROJECT, resolve_mode
 
 RUNS_CSV, CURVES_CSV, META_JSON = "comparison-runs.csv", "comparison-curves.csv", "comparison-meta.json"
 
@@ -124,7 +124,8 @@ def curves_table(records: list[dict]) -> pd.DataFrame:
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per setting (in the order the settings first appear): how many seeds, test accuracy mean and
     standard deviation over seeds (NaN for one seed), best validation accuracy, fit time and throughput."""
-    check(len(runs) > 0, "no runs to summarize: run `python -m cifar_lightning.comparison` first (see docs/wandb.md)")
+    check(len(runs) > 0,
+          "no runs to summarize: run `python -m cifar_lightning.tracking.comparison` first (see docs/wandb.md)")
     grouped = runs.groupby("setting", sort=False)
     summary = pd.DataFrame({
         "runs": grouped.size(),
@@ -222,7 +223,8 @@ def save_compact(runs: pd.DataFrame, curves: pd.DataFrame, folder: str | Path, m
 def load_compact(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """``(runs, curves, meta)`` as :func:`save_compact` wrote them."""
     folder = Path(folder)
-    check((folder / RUNS_CSV).exists(), f"no {RUNS_CSV} in {folder}: run `python -m cifar_lightning.comparison`")
+    check((folder / RUNS_CSV).exists(),
+          f"no {RUNS_CSV} in {folder}: run `python -m cifar_lightning.tracking.comparison`")
     meta_path = folder / META_JSON
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     return pd.read_csv(folder / RUNS_CSV), pd.read_csv(folder / CURVES_CSV), meta
@@ -286,7 +288,7 @@ def environment_meta() -> dict:
 def benchmark_table(path: str | Path, runs: list[str] | None = None) -> pd.DataFrame:
     """The GPU benchmark's table (``benchmarks/gpu_benchmark.py`` writes ``<name>.json`` beside its ``.md``), one row
     per run: mean ± std over seeds of test accuracy, fit seconds and training images/s, and where the benchmark timed
-    them (since session 6) compile seconds and the fit's seconds besides compiling. ``runs`` picks rows by name."""
+    them compile seconds and the fit's seconds besides compiling. ``runs`` picks rows by name."""
     path = Path(path)
     check(path.exists(), f"{path} not found: run benchmarks/gpu_benchmark.py suite ... --md {path.with_suffix('.md')}")
     data = json.loads(path.read_text())

@@ -1,6 +1,6 @@
 """Batched augmentation: the presets of ``augment.py`` applied to a whole batch at once, on any device.
 
-    from cifar_lightning.batch_augment import build_batch_transform
+    from cifar_lightning.fast.batch_augment import build_batch_transform
     train_tf = build_batch_transform("flip_crop")   # uint8 [N, 3, 32, 32] -> normalized float32
     x = train_tf(images_uint8_on_gpu)
 
@@ -9,7 +9,7 @@ one call per batch replaces 512 small ones: every sample still draws its own cro
 from the same distributions as the v2 presets (RandomCrop(32, padding=4, reflect), RandomHorizontalFlip(0.5),
 RandomRotation(15) with nearest interpolation and black fill), so a model sees the same training data.
 Crop and flip are a single gather from the unpadded uint8 images (the reflect padding is folded into the
-index), which is why this is written by hand rather than with kornia; benchmarks/NOTES-gpu.md has timings.
+index), which is why this is written by hand rather than with kornia.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ class BatchTransform:
 
     def _affine(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         # Made once per device: building them from Python numbers every batch is a blocking host-to-GPU
-        # copy, which stalled every training step (benchmarks/NOTES-gpu.md).
+        # copy, which would stall every training step.
         if device not in self._cache:
             mean, std = (torch.tensor(s, dtype=torch.float32).view(1, -1, 1, 1) for s in self.stats)
             self._cache[device] = ((mean * 255).to(device), (1 / (std * 255)).to(device))

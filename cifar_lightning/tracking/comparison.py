@@ -1,9 +1,9 @@
 """The workshop's comparison runs: one command, one W&B group per setting, a committable summary.
 
     # on a GPU (the workshop's numbers):
-    python -m cifar_lightning.comparison --config configs/full.yaml --epochs 8 --summary benchmarks/results
+    python -m cifar_lightning.tracking.comparison --config configs/full.yaml --epochs 8 --summary benchmarks/results
     # on a CPU in seconds (synthetic data, width-8 network, 1 epoch of a few batches):
-    python -m cifar_lightning.comparison --smoke
+    python -m cifar_lightning.tracking.comparison --smoke
 
 Every setting changes one thing of the base config (the baseline): a trick off or on, the LR finder's
 suggestion versus a tenth of it, Adam instead of SGD, no augmentation. Each run goes to W&B (online with an API
@@ -25,14 +25,12 @@ from unittest import mock
 
 import torch
 
-from cifar_lightning import results
 from cifar_lightning.callbacks import best_checkpoint
-from cifar_lightning.cli import CifarCLI
-from cifar_lightning.data import CIFAR10DataModule
+from cifar_lightning.cli import CifarCLI, build_cli
 from cifar_lightning.errors import CifarLightningError, check
 from cifar_lightning.lesson import project_root
-from cifar_lightning.system import CIFARSystem
-from cifar_lightning.tracking import DEFAULT_PROJECT
+from cifar_lightning.tracking import results
+from cifar_lightning.tracking.wandb_logger import DEFAULT_PROJECT
 
 
 @dataclass
@@ -52,8 +50,6 @@ SWA = {"class_path": "lightning.pytorch.callbacks.StochasticWeightAveraging",
 
 # Made for configs/full.yaml (SGD nesterov lr 0.2 + linear OneCycle, label smoothing 0.2, flip_crop, 24-pixel
 # crops early, EMA of the weights, flip TTA, bf16-mixed): each arm turns one of its tricks off, or swaps one choice.
-# The committed comparison (benchmarks/results/comparison-*) ran with the 18-epoch config of the time, which had
-# neither the crops nor the EMA (so neither no_ema nor no_progressive_crop ran, and swa replaced nothing).
 SETTINGS = [
     Setting("baseline", "the base config as it is"),
     Setting("no_label_smoothing", "label smoothing 0.2 -> 0", ["--model.label_smoothing", "0"]),
@@ -83,17 +79,16 @@ SMOKE_ARGS = [
 def find_config(path: str) -> str:
     """``path`` as given, else relative to the repo root (a notebook runs in ``notebooks/``) or to the checkout
     the package was installed from."""
-    places = [Path(path), project_root() / path, Path(__file__).resolve().parents[1] / path]
+    places = [Path(path), project_root() / path, Path(__file__).resolve().parents[2] / path]
     found = next((p for p in places if p.exists()), None)
     check(found is not None, f"config {path} not found (looked in {Path.cwd()}, {project_root()})")
     return str(found)
 
 
-def build_cli(args: list[str], out: Path) -> CifarCLI:
+def configure_run(args: list[str], out: Path) -> CifarCLI:
     """The objects of one run, configured exactly as ``python -m cifar_lightning fit <args>`` would."""
     with mock.patch.object(sys, "argv", sys.argv[:1]):  # this runner's own options are not the CLI's
-        return CifarCLI(CIFARSystem, CIFAR10DataModule, seed_everything_default=42, run=False, args=args,
-                        save_config_callback=None, trainer_defaults={"default_root_dir": str(out)})
+        return build_cli(args, run=False, save_config_callback=None, trainer_defaults={"default_root_dir": str(out)})
 
 
 def suggest_lr(base_args: list[str], out: Path, num_training: int, stop_on_divergence: bool = True
@@ -103,7 +98,7 @@ def suggest_lr(base_args: list[str], out: Path, num_training: int, stop_on_diver
 
     # the finder stops after num_training steps; epoch and batch limits must not stop it first
     limits = ["--trainer.max_epochs", "1000", "--trainer.limit_train_batches", "1.0"]
-    cli = build_cli([*base_args, *limits, "--trainer.logger", "false"], out)
+    cli = configure_run([*base_args, *limits, "--trainer.logger", "false"], out)
     finder = Tuner(cli.trainer).lr_find(cli.model, datamodule=cli.datamodule, min_lr=1e-4, max_lr=1.0,
                                         num_training=num_training, update_attr=False,
                                         early_stop_threshold=4.0 if stop_on_divergence else None)
@@ -140,8 +135,8 @@ def run_one(setting: Setting, seed: int, base_args: list[str], out: Path, projec
     if lr is not None:
         args += ["--model.lr", repr(lr)]
     if media:
-        args += ["--trainer.callbacks+", json.dumps({"class_path": "cifar_lightning.run_report.RunReport"})]
-    cli = build_cli(args, out)
+        args += ["--trainer.callbacks+", json.dumps({"class_path": "cifar_lightning.tracking.RunReport"})]
+    cli = configure_run(args, out)
     trainer, tracker = cli.trainer, cli.trainer.logger
     try:
         dropped = drop_callbacks(trainer, setting)
@@ -167,7 +162,7 @@ def run_one(setting: Setting, seed: int, base_args: list[str], out: Path, projec
 
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
-        prog="python -m cifar_lightning.comparison", description=__doc__.split("\n\n")[0],
+        prog="python -m cifar_lightning.tracking.comparison", description=__doc__.split("\n\n")[0],
         epilog="Other arguments go to every run's CLI, e.g. --data.source folder --data.data_dir data/cifar10-jpeg")
     parser.add_argument("--config", action="append", help="base config(s) (default configs/full.yaml)")
     parser.add_argument("--settings", default=None, help="comma-separated subset of: "
