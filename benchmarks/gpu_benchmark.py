@@ -2,7 +2,7 @@
 
     python benchmarks/gpu_benchmark.py suite recipes --data-dir <cifar10-jpeg>   # writes results/gpu-recipes.{md,json}
     python benchmarks/gpu_benchmark.py suite ddp --data-dir <cifar10-jpeg>       # writes results/gpu-ddp.{md,json}
-    python benchmarks/gpu_benchmark.py suite smoke --data-dir <cifar10-jpeg>     # 2 epochs: the machine and data work
+    python benchmarks/gpu_benchmark.py suite smoke --data-dir <cifar10-jpeg>     # 3 epochs: the machine and data work
 
 ``--data-dir`` is an image-folder copy of CIFAR-10 (``<dir>/{train,test}/<class>/*.jpg``, e.g. the JPEG copy); the
 jobs read it with ``--data.source folder``, decoded once into ``--cache-dir`` (default ``$PATH_DATASETS/cache``).
@@ -103,14 +103,16 @@ PLANS = {
         ),
         results="gpu-ddp",
     ),
+    # 3 epochs: ProgressiveCrop's 24-pixel crops for round(0.75 x 3) = 2 of them, then one at 32 (both graphs);
+    # validated at the end, so that there is a best checkpoint to test
     "smoke": Plan(
-        "Smoke test: 2 epochs of configs/full.yaml",
+        "Smoke test: 3 epochs of configs/full.yaml",
         (
             Entry(
                 "full-compiled",
                 "configs/full.yaml",
                 (0,),
-                options=("--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "2", *COMPILED),
+                options=("--trainer.max_epochs", "3", "--trainer.check_val_every_n_epoch", "3", *COMPILED),
             ),
         ),
     ),
