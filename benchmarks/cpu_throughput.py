@@ -135,7 +135,8 @@ def markdown(out: dict) -> str:
     if out["note"]:
         lines += [f"Note: {out['note']}", ""]
     lines += [
-        "| what | network (width, blocks) | batch | channels_last | threads | img/s | img per CPU-s | load before/after |",
+        "| what | network (width, blocks) | batch | channels_last | threads | img/s | img per CPU-s "
+        "| load before/after |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in out["rows"]:

@@ -209,7 +209,8 @@ def markdown(s: dict) -> str:
         "of the training set, the official 10k test set). Regenerate: `" + command(s) + "`",
         "",
         f"- CPU: {s['cpu']}, {s['cores']} cores; torch {s['torch']}, lightning {s['lightning']}, Python {s['python']}",
-        f"- torch threads per run: {s['threads_per_run']}; runs {'in parallel' if s['parallel_runs'] else 'one after another'}",
+        f"- torch threads per run: {s['threads_per_run']}; runs "
+        + ("in parallel" if s["parallel_runs"] else "one after another"),
         f"- load average (1/5/15 min) at start {s['load_average_start']}, at end {s['load_average_end']}",
         f"- decoding the JPEGs into the array cache: {s['decode_s']:.0f} s "
         f"({'fresh decode' if s['decode_fresh'] else 'cache hit'}), paid once, not in the times below",

@@ -1,4 +1,4 @@
-"""The benchmarks' logic on CPU: the GPU plans and their jobs, the tables they write, the step timeline, the CPU track."""
+"""The benchmarks' logic on CPU: the GPU plans, their jobs and tables, the step timeline, the CPU track's report."""
 
 from __future__ import annotations
 
