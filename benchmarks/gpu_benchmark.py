@@ -8,11 +8,11 @@
 jobs read it with ``--data.source folder``, decoded once into ``--cache-dir`` (default ``$PATH_DATASETS/cache``).
 Without it the jobs use the configs' own data options. CLI options after ``--`` go to every job.
 
-``suite`` runs each job (a config, options, a seed) as its own process: single-GPU jobs one per GPU at a time (on
-several GPUs, side by side), then multi-GPU jobs on as many GPUs as each needs, started by Lightning's launcher or by
-torchrun. A job times ``Trainer.fit``, tests the best checkpoint and writes one JSON; after every job the plan's
-table is rewritten, so a suite cut short keeps its finished jobs (``--resume`` then skips them). ``report`` rebuilds
-a table from job JSONs.
+``suite`` runs the plan's jobs (a config, options, a seed) one at a time, each as its own process, so that no job
+shares the host with another: single-GPU jobs on the first GPU, then multi-GPU jobs on as many GPUs as each needs,
+started by Lightning's launcher or by torchrun. A job times ``Trainer.fit``, tests the best checkpoint and writes one
+JSON; after every job the plan's table is rewritten, so a suite cut short keeps its finished jobs (``--resume`` then
+runs only the rest). ``report`` rebuilds a table from job JSONs.
 """
 
 from __future__ import annotations
@@ -20,14 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import re
 import shlex
 import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +76,7 @@ PLANS = {
     "recipes": Plan(
         "The recipes on one GPU",
         (
-            Entry("classic", "configs/classic.yaml", (0,)),  # longest first: on several GPUs they finish together
+            Entry("classic", "configs/classic.yaml", (0,)),
             Entry("long-compiled", "configs/long.yaml", SEEDS, options=COMPILED),
             Entry("full-compiled", "configs/full.yaml", SEEDS, options=COMPILED),
         ),
@@ -386,7 +384,9 @@ def job_files(out: Path) -> list[str]:
 
 
 def run_suite(args, extra: list[str], argv: list[str]) -> None:
-    """Run a plan: single-GPU jobs spread over the GPUs, then the multi-GPU jobs; the table after every job."""
+    """Run a plan's jobs one at a time, so that none shares the host's CPU cores with another (compiling and the
+    classic recipe's loader workers use them): the single-GPU jobs on the first GPU, then the multi-GPU jobs. The
+    table is rewritten after every job."""
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop_running_jobs)
     plan = PLANS[args.plan]
@@ -398,58 +398,35 @@ def run_suite(args, extra: list[str], argv: list[str]) -> None:
     out = Path(args.out or f"runs/benchmark/{args.plan}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     md = Path(args.md or (RESULTS / f"{plan.results}.md" if plan.results else out / "table.md")).resolve()
-    command = shlex.join(["python", "benchmarks/gpu_benchmark.py", *argv])
+    command = shlex.join(["python", "benchmarks/gpu_benchmark.py", *(a for a in argv if a != "--resume")])
     where = []  # absolute paths: the jobs run in the project's root
     for option, path in (("--data-dir", args.data_dir), ("--cache-dir", args.cache_dir), ("--run-dir", args.run_dir)):
         where += [option, str(Path(path).resolve()) if path else ""]
-    if args.data_dir:  # decode the images once, before jobs that would each decode them side by side
+    if args.data_dir:  # decode the images once, not in the first job's timings
         start = time.perf_counter()
         sources.load_cached("folder", args.data_dir, args.cache_dir)
         print(f"data ready in {time.perf_counter() - start:.1f}s", flush=True)
-    lock, failed = threading.Lock(), []
-
-    def launch(entry: Entry, seed: int, devices: str) -> None:
+    failed = []
+    for entry, seed in [*single, *multi]:
         result = out / f"{entry.name}-s{seed}.json"
         if args.resume and result.exists():
-            return
+            continue
         cmd = [*launcher(entry.gpus, entry.torchrun), str(Path(__file__).resolve()), "job", *where]
         cmd += ["--name", entry.name, "--config", entry.config, "--seed", str(seed), "--out", str(result)]
         cmd += ["--launched-at", f"{time.time():.3f}", "--", *entry.options, *extra]
-        log = out / f"{entry.name}-s{seed}.log"
-        t = time.perf_counter()
+        devices, log, start = ",".join(gpu_ids[: entry.gpus]), out / f"{entry.name}-s{seed}.log", time.perf_counter()
         with open(log, "w") as f:
             rc = run_in_group(cmd, dict(os.environ, CUDA_VISIBLE_DEVICES=devices), f, args.job_timeout)
         print(
             f"[{time.strftime('%H:%M:%S')}] {entry.name} seed {seed} on GPU {devices}: rc={rc} "
-            f"{time.perf_counter() - t:.0f}s",
+            f"{time.perf_counter() - start:.0f}s",
             flush=True,
         )
-        with lock:  # a suite cut short still leaves its finished jobs' table
-            if rc != 0:
-                failed.append(f"{entry.name} seed {seed}")
-                print("".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:]), flush=True)
-            if job_files(out):
-                report(job_files(out), md, plan.title, command, quiet=True)
-
-    todo: queue.Queue = queue.Queue()
-    for job in single:
-        todo.put(job)
-
-    def worker(gpu: str) -> None:
-        while True:
-            try:
-                entry, seed = todo.get_nowait()
-            except queue.Empty:
-                return
-            launch(entry, seed, gpu)
-
-    threads = [threading.Thread(target=worker, args=(g,)) for g in gpu_ids]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for entry, seed in multi:
-        launch(entry, seed, ",".join(gpu_ids[: entry.gpus]))
+        if rc != 0:
+            failed.append(f"{entry.name} seed {seed}")
+            print("".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:]), flush=True)
+        if job_files(out):  # a suite cut short still leaves its finished jobs' table
+            report(job_files(out), md, plan.title, command, quiet=True)
     print(f"table: {md}" if job_files(out) else "no job finished")
     if failed:
         sys.exit(f"failed: {', '.join(failed)} (logs in {out})")

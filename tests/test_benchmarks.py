@@ -269,6 +269,7 @@ def test_suite_runs_a_plan_through_the_cli_and_resumes(gpu_benchmark, tmp_path, 
     written = (tmp_path / "jobs" / "full-compiled-s0.json").stat().st_mtime_ns
     gpu_benchmark.main([*argv[:2], "--resume", *argv[2:]])
     assert (tmp_path / "jobs" / "full-compiled-s0.json").stat().st_mtime_ns == written
+    assert "--resume" not in json.loads(md.with_suffix(".json").read_text())["command"]  # not part of regenerating
 
 
 def test_step_timeline_summary_leaves_out_first_and_validated_epochs():
