@@ -290,8 +290,11 @@ def benchmark_table(path: str | Path, runs: list[str] | None = None) -> pd.DataF
     whose message is the command that writes it."""
     path = Path(path)
     plan = path.stem.removeprefix("gpu-")
-    check(path.exists(), f"{path.name}: not measured yet: run `python benchmarks/gpu_benchmark.py suite {plan} "
-          f"--data-dir <cifar10-jpeg>` on a GPU")
+    check(
+        path.exists(),
+        f"{path.name}: not measured yet: run `python benchmarks/gpu_benchmark.py suite {plan} "
+        f"--data-dir <cifar10-jpeg>` on a GPU",
+    )
     data = json.loads(path.read_text())
     rows = {row["name"]: row for row in data["rows"]}
     missing = [name for name in runs or [] if name not in rows]

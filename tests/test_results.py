@@ -197,8 +197,10 @@ def test_a_gpu_benchmark_not_measured_yet_says_the_command_that_measures_it(tmp_
     """Lesson 10 prints this line where the GPU benchmark's results file is not there yet."""
     with pytest.raises(CifarLightningError) as missing:
         results.benchmark_table(tmp_path / "gpu-recipes.json")
-    assert str(missing.value) == ("gpu-recipes.json: not measured yet: run `python benchmarks/gpu_benchmark.py suite "
-                                  "recipes --data-dir <cifar10-jpeg>` on a GPU")
+    assert str(missing.value) == (
+        "gpu-recipes.json: not measured yet: run `python benchmarks/gpu_benchmark.py suite "
+        "recipes --data-dir <cifar10-jpeg>` on a GPU"
+    )
 
 
 def test_comparison_arms_drop_the_full_configs_callbacks(tmp_path):
