@@ -58,8 +58,14 @@ def train_step(width: int, blocks: list[int], batch: int, channels_last: bool, t
         loss.backward()
         opt.step()
 
-    row = {"what": "train step", "width": width, "blocks": blocks, "batch": batch, "channels_last": channels_last,
-           "threads": threads}
+    row = {
+        "what": "train step",
+        "width": width,
+        "blocks": blocks,
+        "batch": batch,
+        "channels_last": channels_last,
+        "threads": threads,
+    }
     return row | timed(step, batch, steps, warmup=3)
 
 
@@ -81,8 +87,13 @@ def main() -> None:
     p.add_argument("--note", default="")
     args = p.parse_args()
     rows = []
-    for width, blocks in [(8, [2, 2, 2, 2]), (16, [2, 2, 2, 2]), (8, [1, 1, 1, 1]), (16, [1, 1, 1, 1]),
-                          (24, [1, 1, 1, 1])]:
+    for width, blocks in [
+        (8, [2, 2, 2, 2]),
+        (16, [2, 2, 2, 2]),
+        (8, [1, 1, 1, 1]),
+        (16, [1, 1, 1, 1]),
+        (24, [1, 1, 1, 1]),
+    ]:
         rows.append(train_step(width, blocks, 256, True, 1, args.steps))
         print(rows[-1], flush=True)
     for channels_last, threads in [(False, 1), (False, 2), (True, 2)]:
@@ -92,24 +103,49 @@ def main() -> None:
         for kind in ("per image (v2)", "whole batch (on_device)"):
             rows.append(augmentation(kind, threads))
             print(rows[-1], flush=True)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.machine())
-    out = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "note": args.note,
-           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.machine(),
+    )
+    out = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "note": args.note,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "rows": rows,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "cpu-throughput.json").write_text(json.dumps(out, indent=2) + "\n")
-    lines = [f"# CPU throughput of the CPU track's options ({out['date']})", "",
-             f"{cpu}, {out['cores']} cores, torch {out['torch']}. Written by `benchmarks/cpu_throughput.py`; "
-             "synthetic tensors (speed does not depend on the pixels).", ""]
-    if args.note:
-        lines += [f"Note: {args.note}", ""]
-    lines += ["| what | network (width, blocks) | batch | channels_last | threads | img/s | img per CPU-s | load before/after |",
-              "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+    (RESULTS / "cpu-throughput.md").write_text(markdown(out))
+
+
+def markdown(out: dict) -> str:
+    lines = [
+        f"# CPU throughput of the CPU track's options ({out['date']})",
+        "",
+        f"{out['cpu']}, {out['cores']} cores, torch {out['torch']}. Written by `benchmarks/cpu_throughput.py`; "
+        "synthetic tensors (speed does not depend on the pixels). Regenerate: `python benchmarks/cpu_throughput.py`",
+        "",
+    ]
+    if out["note"]:
+        lines += [f"Note: {out['note']}", ""]
+    lines += [
+        "| what | network (width, blocks) | batch | channels_last | threads | img/s | img per CPU-s "
+        "| load before/after |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in out["rows"]:
         net = f"{r['width']}, {r['blocks']}" if "width" in r else ""
-        lines.append(f"| {r['what']} | {net} | {r['batch']} | {r.get('channels_last', '')} | {r['threads']} | "
-                     f"{r['img_per_s']:.0f} | {r['img_per_cpu_s']:.0f} | {r['load'][0]} / {r['load'][1]} |")
-    (RESULTS / "cpu-throughput.md").write_text("\n".join(lines) + "\n")
+        lines.append(
+            f"| {r['what']} | {net} | {r['batch']} | {r.get('channels_last', '')} | {r['threads']} | "
+            f"{r['img_per_s']:.0f} | {r['img_per_cpu_s']:.0f} | {r['load'][0]} / {r['load'][1]} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark of the CPU track: configs/cpu.yaml on the full training split, per seed, on this CPU.
 
-    python benchmarks/cpu_track.py --data-dir /tmp/cifar10-jpeg --seeds 0 1
+    python benchmarks/cpu_track.py --data-dir <cifar10-jpeg>     # seeds 0, 1, 2: about half an hour on 2 cores
 
 Each seed runs the CLI (``python -m cifar_lightning fit --config configs/cpu.yaml --data.source folder ...``) in
 its own process, timed from outside (whole command) and inside (``trainer.fit`` alone, and the final test).
@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -45,10 +46,8 @@ def run_one(seed: int, out: Path, cli_args: list[str]) -> None:
     from lightning.pytorch.trainer.states import TrainerFn
 
     from cifar_lightning.callbacks import best_checkpoint
-    from cifar_lightning.cli import CifarCLI
-    from cifar_lightning.data import CIFAR10DataModule
+    from cifar_lightning.cli import build_cli
     from cifar_lightning.experiment import validate_tta_variants
-    from cifar_lightning.system import CIFARSystem
 
     class Clock(L.Callback):
         """Wall and CPU seconds of fit and test, and each epoch's validation accuracy."""
@@ -61,7 +60,11 @@ def run_one(seed: int, out: Path, cli_args: list[str]) -> None:
 
         def on_validation_epoch_end(self, trainer, pl_module):
             # the fit's own validations only (not the trainer.validate calls after it)
-            if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and "val_acc" in trainer.callback_metrics:
+            if (
+                trainer.state.fn == TrainerFn.FITTING
+                and not trainer.sanity_checking
+                and "val_acc" in trainer.callback_metrics
+            ):
                 self.record["val_acc"].append(round(float(trainer.callback_metrics["val_acc"]), 4))
                 self.record["epoch_end_s"].append(round(time.perf_counter() - self.t0, 1))
 
@@ -78,14 +81,19 @@ def run_one(seed: int, out: Path, cli_args: list[str]) -> None:
 
     clock = Clock()
     run_dir = out.parent / f"seed{seed}"
-    cli = CifarCLI(CIFARSystem, CIFAR10DataModule, seed_everything_default=42, save_config_kwargs={"overwrite": True},
-                   trainer_defaults={"default_root_dir": str(run_dir), "callbacks": [clock]},
-                   args=["fit", "--config", str(CONFIG), "--seed_everything", str(seed),
-                         "--trainer.enable_progress_bar", "false", *cli_args])
-    clock.record.update(seed=seed, threads=torch.get_num_threads(), epochs=cli.trainer.current_epoch,
-                        train_images=len(cli.datamodule.train_labels), test_images=len(cli.datamodule.test_labels))
+    args = ["fit", "--config", str(CONFIG), "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false"]
+    cli = build_cli([*args, *cli_args], trainer_defaults={"default_root_dir": str(run_dir), "callbacks": [clock]})
+    clock.record.update(
+        seed=seed,
+        threads=torch.get_num_threads(),
+        epochs=cli.trainer.current_epoch,
+        train_images=len(cli.datamodule.train_labels),
+        test_images=len(cli.datamodule.test_labels),
+    )
     # the same best checkpoint scored on validation under each test-time augmentation
-    clock.record["val_acc_tta"] = validate_tta_variants(cli.trainer, cli.model, cli.datamodule, best_checkpoint(cli.trainer))
+    clock.record["val_acc_tta"] = validate_tta_variants(
+        cli.trainer, cli.model, cli.datamodule, best_checkpoint(cli.trainer)
+    )
     out.write_text(json.dumps(clock.record))
 
 
@@ -93,7 +101,7 @@ def main() -> None:
     # allow_abbrev=False: the CLI's own options (--data.data_dir, ...) pass through untouched
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--data-dir", help="the JPEG copy: <dir>/{train,test}/<class>/*.jpg")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--cache-dir", default=None, help="decoded-array cache (default: a fresh temporary one)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's, one a core)")
     p.add_argument("--parallel", action="store_true", help="run the seeds at the same time (for a shared machine)")
@@ -117,7 +125,15 @@ def main() -> None:
     sources.load_cached("folder", args.data_dir, cache_dir)
     decode_s = time.perf_counter() - t
 
-    common = ["--data.source", "folder", "--data.data_dir", args.data_dir, "--data.cache_dir", str(cache_dir), *cli_args]
+    common = [
+        "--data.source",
+        "folder",
+        "--data.data_dir",
+        args.data_dir,
+        "--data.cache_dir",
+        str(cache_dir),
+        *cli_args,
+    ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     if args.threads:
         env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
@@ -144,18 +160,44 @@ def main() -> None:
     accs = [r["test_acc"] * 100 for r in runs]
     fits = [r["fit_s"] / 60 for r in runs]
     summary = {
-        "benchmark": f"CPU track (configs/cpu.yaml) {' '.join(cli_args)}".strip(), "data": "JPEG copy of CIFAR-10", "started": started,
-        "cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-        "lightning": lightning.__version__, "threads_per_run": runs[0]["threads"], "parallel_runs": args.parallel,
-        "load_average_start": load_start, "load_average_end": load_end, "note": args.note,
-        "decode_s": decode_s, "decode_fresh": fresh, "extra_cli_args": cli_args, "runs": runs,
-        "test_acc_mean": statistics.mean(accs), "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-        "fit_min_mean": statistics.mean(fits), "fit_min_std": statistics.stdev(fits) if len(fits) > 1 else 0.0,
+        "benchmark": f"CPU track (configs/cpu.yaml) {' '.join(cli_args)}".strip(),
+        "data": "JPEG copy of CIFAR-10",
+        "started": started,
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "threads_per_run": runs[0]["threads"],
+        "threads_option": args.threads,
+        "parallel_runs": args.parallel,
+        "load_average_start": load_start,
+        "load_average_end": load_end,
+        "note": args.note,
+        "decode_s": decode_s,
+        "decode_fresh": fresh,
+        "extra_cli_args": cli_args,
+        "runs": runs,
+        "test_acc_mean": statistics.mean(accs),
+        "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        "fit_min_mean": statistics.mean(fits),
+        "fit_min_std": statistics.stdev(fits) if len(fits) > 1 else 0.0,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     (RESULTS / f"{args.name}.md").write_text(markdown(summary))
     print(markdown(summary))
+
+
+def command(s: dict) -> str:
+    """The command that regenerates a summary (the data dir as a placeholder: it is the reader's own)."""
+    seeds = [str(r["seed"]) for r in s["runs"]]
+    parts = ["--seeds", *seeds] if seeds != ["0", "1", "2"] else []
+    parts += ["--parallel"] if s["parallel_runs"] else []
+    parts += [f"--threads={s['threads_option']}"] if s.get("threads_option") else []
+    return " ".join(
+        ["python benchmarks/cpu_track.py --data-dir <cifar10-jpeg>", *map(shlex.quote, parts + s["extra_cli_args"])]
+    )
 
 
 def markdown(s: dict) -> str:
@@ -164,10 +206,11 @@ def markdown(s: dict) -> str:
         f"# {s['benchmark']}",
         "",
         f"Written by `benchmarks/cpu_track.py` on {s['started']}. Data: **{s['data']}** (45k train / 5k val split "
-        "of the training set, the official 10k test set).",
+        "of the training set, the official 10k test set). Regenerate: `" + command(s) + "`",
         "",
         f"- CPU: {s['cpu']}, {s['cores']} cores; torch {s['torch']}, lightning {s['lightning']}, Python {s['python']}",
-        f"- torch threads per run: {s['threads_per_run']}; runs {'in parallel' if s['parallel_runs'] else 'one after another'}",
+        f"- torch threads per run: {s['threads_per_run']}; runs "
+        + ("in parallel" if s["parallel_runs"] else "one after another"),
         f"- load average (1/5/15 min) at start {s['load_average_start']}, at end {s['load_average_end']}",
         f"- decoding the JPEGs into the array cache: {s['decode_s']:.0f} s "
         f"({'fresh decode' if s['decode_fresh'] else 'cache hit'}), paid once, not in the times below",
@@ -186,8 +229,10 @@ def markdown(s: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in s["runs"]:
-        lines.append(f"| {r['seed']} | {r['epochs']} | {r['test_acc'] * 100:.2f} | {max(r['val_acc']) * 100:.2f} | "
-                     f"{r['fit_s'] / 60:.1f} | {r['fit_cpu_s'] / 60:.1f} | {r['test_s']:.0f} | {r['command_s'] / 60:.1f} |")
+        lines.append(
+            f"| {r['seed']} | {r['epochs']} | {r['test_acc'] * 100:.2f} | {max(r['val_acc']) * 100:.2f} | "
+            f"{r['fit_s'] / 60:.1f} | {r['fit_cpu_s'] / 60:.1f} | {r['test_s']:.0f} | {r['command_s'] / 60:.1f} |"
+        )
     lines += ["", "Validation accuracy by epoch (%), and minutes into fit at each epoch's end:", ""]
     for r in s["runs"]:
         curve = ", ".join(f"{a * 100:.1f} ({m / 60:.1f})" for a, m in zip(r["val_acc"], r["epoch_end_s"], strict=True))
@@ -195,9 +240,16 @@ def markdown(s: dict) -> str:
     tta = [r for r in s["runs"] if r.get("val_acc_tta")]
     if tta:  # the best checkpoint of each run validated again under each test-time augmentation
         names = list(tta[0]["val_acc_tta"])
-        lines += ["", "Validation accuracy (%) of each run's best checkpoint under each test-time augmentation:", "",
-                  "| seed | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-        lines += [f"| {r['seed']} | " + " | ".join(f"{r['val_acc_tta'][n] * 100:.2f}" for n in names) + " |" for r in tta]
+        lines += [
+            "",
+            "Validation accuracy (%) of each run's best checkpoint under each test-time augmentation:",
+            "",
+            "| seed | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+        lines += [
+            f"| {r['seed']} | " + " | ".join(f"{r['val_acc_tta'][n] * 100:.2f}" for n in names) + " |" for r in tta
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -286,11 +286,17 @@ def environment_meta() -> dict:
 
 
 def benchmark_table(path: str | Path, runs: list[str] | None = None) -> pd.DataFrame:
-    """The GPU benchmark's table (``benchmarks/gpu_benchmark.py`` writes ``<name>.json`` beside its ``.md``), one row
-    per run: mean ± std over seeds of test accuracy, fit seconds and training images/s, and where the benchmark timed
-    them compile seconds and the fit's seconds besides compiling. ``runs`` picks rows by name."""
+    """A GPU benchmark's table (``benchmarks/gpu_benchmark.py suite <plan>`` writes ``gpu-<plan>.json`` beside its
+    ``.md``), one row per run: mean ± std over seeds of test accuracy, fit seconds, compile seconds and the fit's
+    seconds besides compiling, training images/s. ``runs`` picks rows by name. A file not written yet raises an error
+    whose message is the command that writes it."""
     path = Path(path)
-    check(path.exists(), f"{path} not found: run benchmarks/gpu_benchmark.py suite ... --md {path.with_suffix('.md')}")
+    plan = path.stem.removeprefix("gpu-")
+    check(
+        path.exists(),
+        f"{path.name}: not measured yet: run `python benchmarks/gpu_benchmark.py suite {plan} "
+        f"--data-dir <cifar10-jpeg>` on a GPU",
+    )
     data = json.loads(path.read_text())
     rows = {row["name"]: row for row in data["rows"]}
     missing = [name for name in runs or [] if name not in rows]
