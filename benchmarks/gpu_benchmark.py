@@ -77,8 +77,8 @@ PLANS = {
         "The recipes on one GPU",
         (
             Entry("classic", "configs/classic.yaml", (0,)),
-            Entry("long-compiled", "configs/long.yaml", SEEDS, options=COMPILED),
             Entry("full-compiled", "configs/full.yaml", SEEDS, options=COMPILED),
+            Entry("long-compiled", "configs/long.yaml", SEEDS, options=COMPILED),
         ),
         results="gpu-recipes",
     ),
