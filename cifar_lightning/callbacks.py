@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import sys
 import time
 
 import lightning as L
@@ -52,6 +54,37 @@ class EpochTimer(Callback):
     def _sync(pl_module):
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
+
+
+class WeightDigest(Callback):
+    """Prints, from every process, one line with a digest of its parameters and one of its buffers when fit ends.
+
+        python -m cifar_lightning fit ... --trainer.devices 2 --trainer.strategy ddp \\
+            --trainer.callbacks+ cifar_lightning.WeightDigest
+        rank 0/2 lightning.pytorch.strategies.ddp.DDPStrategy: parameters 687b3f211bae | buffers 0c333d1573d0
+        rank 1/2 lightning.pytorch.strategies.ddp.DDPStrategy: parameters 687b3f211bae | buffers 0c333d1573d0
+
+    A digest is the start of a SHA-256 over the tensors' bytes: equal digests mean bit-identical tensors. Under DDP
+    every process applies the same averaged gradients, so the parameter digests agree; the buffers (BatchNorm's
+    running statistics) are each process's own between the broadcasts DDP makes of rank 0's.
+    """
+
+    def on_fit_end(self, trainer, pl_module):
+        strategy = type(trainer.strategy)
+        line = (f"rank {trainer.global_rank}/{trainer.world_size} {strategy.__module__}.{strategy.__qualname__}: "
+                f"parameters {tensor_digest(pl_module.parameters())} | buffers {tensor_digest(pl_module.buffers())}\n")
+        # One write, newline included: the processes share one pipe, and print() may write the text and its newline
+        # separately, so another process's line could land between them.
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+def tensor_digest(tensors, length: int = 12) -> str:
+    """The first ``length`` hex digits of a SHA-256 over the bytes of ``tensors`` (in order), wherever they live."""
+    sha = hashlib.sha256()
+    for tensor in tensors:
+        sha.update(tensor.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return sha.hexdigest()[:length]
 
 
 class GradNormLogger(Callback):

@@ -8,12 +8,14 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from lightning.pytorch.strategies import DDPStrategy
 
-from cifar_lightning import EMAWeights, ProgressiveCrop
+from cifar_lightning import EMAWeights, ProgressiveCrop, WeightDigest
+from cifar_lightning.callbacks import tensor_digest
 from cifar_lightning.cli import build_cli
 from cifar_lightning.errors import CifarLightningError
 from cifar_lightning.global_batch import describe, global_batch_size, linear_scaled_lr
@@ -100,8 +102,14 @@ def assert_same_ddp_weights(ranks: list[dict]) -> None:
 
 def test_two_process_fit_through_the_cli_with_lightnings_ddp(tmp_path):
     """The README's command on a CPU: ``--trainer.devices 2 --trainer.strategy ddp``, Lightning's launcher."""
-    (done,) = run_all([cli_command(tmp_path, "--trainer.devices", "2", "--trainer.strategy", "ddp")], tmp_path)
+    (done,) = run_all([cli_command(tmp_path, "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                                   "--trainer.callbacks+", "cifar_lightning.WeightDigest")], tmp_path)
     assert_same_ddp_weights(rank_weights(tmp_path))
+    # WeightDigest (lesson 08): one line per process, on the pipe both share, with the same parameter digest
+    lines = sorted(line for line in done.stdout.splitlines() if line.startswith("rank "))
+    ddp = "lightning.pytorch.strategies.ddp.DDPStrategy"
+    assert [line.split(": ")[0] for line in lines] == [f"rank 0/2 {ddp}", f"rank 1/2 {ddp}"]
+    assert len({line.split("parameters ")[1].split(" | ")[0] for line in lines}) == 1
     assert "global batch 64 = 32 per process x 2 processes per node x 1 node" in done.stdout
     assert "test accuracy:" in done.stdout
 
@@ -132,3 +140,22 @@ def test_global_batch_arithmetic():
     trainer = type("T", (), {"num_devices": 4, "num_nodes": 2, "accumulate_grad_batches": 3})()
     assert describe(trainer, 128) == (
         "global batch 3072 = 128 per process x 4 processes per node x 2 nodes x 3 accumulated batches")
+
+
+def test_tensor_digest_tells_bit_identical_tensors_apart():
+    a = [torch.arange(6, dtype=torch.float32).reshape(2, 3), torch.tensor(3)]
+    same = [t.clone() for t in a]
+    assert tensor_digest(a) == tensor_digest(same) and len(tensor_digest(a)) == 12
+    same[0][1, 2] = torch.nextafter(same[0][1, 2], torch.tensor(100.0))  # one float32 step: a different bit
+    assert tensor_digest(a) != tensor_digest(same)
+    assert tensor_digest(a) != tensor_digest(a[::-1])  # the order counts
+    assert tensor_digest([torch.ones(3, dtype=torch.bfloat16)]) != tensor_digest([torch.ones(3)])
+
+
+def test_weight_digest_prints_rank_strategy_and_digests(capsys):
+    module = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    trainer = SimpleNamespace(global_rank=1, world_size=2, strategy=DDPStrategy())
+    WeightDigest().on_fit_end(trainer, module)
+    assert capsys.readouterr().out == (
+        f"rank 1/2 lightning.pytorch.strategies.ddp.DDPStrategy: parameters {tensor_digest(module.parameters())} | "
+        f"buffers {tensor_digest(module.buffers())}\n")
