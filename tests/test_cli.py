@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cifar_lightning import CIFAR10DataModule, CIFARSystem
-from cifar_lightning.cli import CifarCLI, main
+from cifar_lightning.cli import build_cli, main
 from tests.conftest import write_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +41,8 @@ GPU_CONFIG_ON_CPU = ["--trainer.accelerator", "cpu", "--trainer.precision", "32-
 @pytest.mark.parametrize("config", ["configs/full.yaml", "configs/long.yaml"])
 def test_gpu_configs_keep_their_progress_bar_unless_disabled(tmp_path, config):
     def progress_bar(*args):
-        cli = CifarCLI(CIFARSystem, CIFAR10DataModule, run=False, args=[
-            "--config", str(ROOT / config), *GPU_CONFIG_ON_CPU, *args, "--trainer.default_root_dir", str(tmp_path)])
+        cli = build_cli(["--config", str(ROOT / config), *GPU_CONFIG_ON_CPU, *args,
+                         "--trainer.default_root_dir", str(tmp_path)], run=False)
         return cli.trainer.progress_bar_callback
 
     assert progress_bar().refresh_rate == 20
