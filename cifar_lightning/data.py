@@ -10,6 +10,7 @@ train/val split of the training images and keeps the official test set apart.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable
 
 import lightning as L
@@ -21,11 +22,16 @@ from cifar_lightning import sources
 from cifar_lightning.augment import build_transform
 from cifar_lightning.batch_augment import build_batch_transform
 from cifar_lightning.device_loader import DeviceLoader
+from cifar_lightning.epoch_seeds import EpochShuffle, seeded_call
 from cifar_lightning.errors import check, check_choice
 
 
 class ArrayDataset(Dataset):
-    """Images held as one uint8 ``[N, 3, 32, 32]`` tensor; ``transform`` runs per sample."""
+    """Images held as one uint8 ``[N, 3, 32, 32]`` tensor; ``transform`` runs per sample.
+
+    An item is an index, or a ``(seed, index)`` pair from :class:`~cifar_lightning.epoch_seeds.EpochShuffle`: then the
+    transform's random draws come from ``seed``, the same in a resumed run as in an uninterrupted one.
+    """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Callable | None = None):
         self.images, self.labels, self.transform = images, labels, transform
@@ -33,9 +39,17 @@ class ArrayDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i):
+    def __getitem__(self, item):
+        seed, i = item if isinstance(item, tuple) else (None, item)
         x = self.images[i]
-        return (self.transform(x) if self.transform else x), self.labels[i]
+        if self.transform is not None:
+            x = self.transform(x) if seed is None else seeded_call(self.transform, x, seed)
+        return x, self.labels[i]
+
+
+def ignore_interrupts(worker_id: int) -> None:
+    """Loader workers leave Ctrl-C to the training process, which stops them (no traceback from each worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,6 +120,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
         self.classes = sources.CLASSES
         self.on_device = on_device
+        self.resumed_epoch = 0  # the epoch a resumed fit starts at (load_state_dict)
         if on_device:
             check(train_transform is None and eval_transform is None,
                   "train_transform/eval_transform are per-sample transforms: use on_device=False with them")
@@ -142,26 +157,34 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     def _loader(self, images, labels, transform, shuffle: bool) -> DataLoader | DeviceLoader:
         drop_last = shuffle and len(labels) > self.batch_size  # no tiny last batch for BatchNorm
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        # Lightning's global seed (the same on every rank) varies the shuffle between seeded runs. The shuffle and the
+        # augmentation are drawn afresh each epoch from this seed and the epoch: a resumed fit sees the same batches.
+        seed = self.seed + int(os.environ.get("PL_GLOBAL_SEED", 0))
         if self.on_device:
-            trainer = self.trainer
             device = trainer.strategy.root_device if trainer else torch.device("cpu")
-            rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-            # Lightning's global seed (the same on every rank) varies the shuffle between seeded runs.
-            seed = self.seed + int(os.environ.get("PL_GLOBAL_SEED", 0))
-            if shuffle:  # augmentation draws of its own per rank (seeded), not the same offsets on every GPU
-                gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + 7919 * (rank + 1))
-                self.batch_train_transform.generator = gen
+            generator = None
+            if shuffle:  # the augmentation's draws, reseeded by the loader every epoch (its own per rank)
+                generator = torch.Generator(device=device)
+                self.batch_train_transform.generator = generator
             return DeviceLoader(images, labels, self.batch_size, device=device, shuffle=shuffle,
                                 drop_last=drop_last and len(labels) // world > self.batch_size,
-                                seed=seed, rank=rank, world_size=world)
+                                seed=seed, rank=rank, world_size=world, generator=generator)
+        dataset = ArrayDataset(images, labels, transform)
+        sampler = EpochShuffle(dataset, seed, num_replicas=world, rank=rank) if shuffle else None
+        if sampler is not None:  # see load_state_dict; a later fit with this DataModule starts at epoch 0 again
+            sampler.set_epoch(self.resumed_epoch)
+            self.resumed_epoch = 0
         return DataLoader(
-            ArrayDataset(images, labels, transform),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            worker_init_fn=ignore_interrupts if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -175,6 +198,16 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
+
+    def state_dict(self) -> dict:
+        """The number of training epochs run so far, which Lightning hands the shuffle as its epoch on resuming."""
+        trainer = self.trainer
+        return {"epoch": trainer.fit_loop.epoch_progress.current.processed} if trainer else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        # A resumed fit creates the training loader's iterator before it tells the sampler the epoch, and does not
+        # create it again; loader workers fetch their first batches at once. So the sampler starts at the epoch.
+        self.resumed_epoch = state.get("epoch", 0)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """With ``on_device``: augment (training) or only normalize (evaluation) the uint8 batch on its device."""

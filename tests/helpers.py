@@ -9,3 +9,19 @@ def cpu_trainer(root, **kwargs) -> L.Trainer:
     options = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
                    default_root_dir=root)
     return L.Trainer(**{**options, **kwargs})
+
+
+class StallAt(L.Callback):
+    """Stops the loop before training batch ``batch`` of epoch ``epoch``: touches ``marker``, then sleeps, so that a
+    test can signal the process in the middle of that epoch (the end of the epoch before has been checkpointed)."""
+
+    def __init__(self, epoch: int, batch: int, marker: str, seconds: float = 300.0):
+        self.epoch, self.batch, self.marker, self.seconds = epoch, batch, marker, seconds
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            import time
+            from pathlib import Path
+
+            Path(self.marker).touch()
+            time.sleep(self.seconds)
