@@ -18,7 +18,8 @@ from lightning.pytorch.cli import LightningArgumentParser
 
 from cifar_lightning.errors import CifarLightningError
 
-_UNKNOWN = re.compile(r"(?:Subcommand '\w+' does not accept option|Option) '([^']+)'(?: is not accepted)?")
+_UNKNOWN = re.compile(r"^(?:Subcommand '\w+' does not accept option|Option) '([^']+)'")  # in a config file
+_UNRECOGNIZED = re.compile(r"^unrecognized arguments: --([\w.]+)")  # on the command line
 
 
 def check_config_files(args: list[str]) -> None:
@@ -46,16 +47,35 @@ def config_files(args: list[str]) -> list[Path]:
     return found
 
 
-def one_line(message: str, known_keys=()) -> str:
-    """jsonargparse's (often multi-line) message as one line; an unknown key gets the closest known one."""
+def file_with_key(files: list[Path], key: str) -> Path | None:
+    """The last of ``files`` whose YAML holds the dotted ``key``."""
+    for path in reversed(files):
+        try:
+            node = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            return path
+    return None
+
+
+def one_line(message: str, known_keys=(), args: list[str] | None = None) -> str:
+    """jsonargparse's (often multi-line) message as one line; an unknown key gets the closest known one, and the config
+    file it is in when ``args`` (the parsed arguments) name one."""
     lines = [line.strip(" -") for line in message.splitlines() if line.strip(" -")]
     if not lines:
         return "invalid arguments"
-    unknown = _UNKNOWN.search(lines[0])
+    unknown = _UNKNOWN.search(lines[0]) or _UNRECOGNIZED.search(lines[0])
     if unknown:
-        key = unknown.group(1)
+        key, dashes = unknown.group(1), "--" if unknown.re is _UNRECOGNIZED else ""
         close = difflib.get_close_matches(key, list(known_keys), n=1, cutoff=0.6)
-        return f"unknown option {key}" + (f" (did you mean {close[0]}?)" if close else "")
+        where = None if dashes else file_with_key(config_files(args or []), key)
+        return (f"unknown {'option' if dashes else 'key'} {dashes}{key}" + (f" in {where}" if where else "")
+                + (f" (did you mean {dashes}{close[0]}?)" if close else ""))
     head, rest = lines[0], lines[1:]
     # The specific cause, when jsonargparse lists what it tried (a class it could not import, a wrong type).
     detail = next((line for line in rest if "class_path" in line), rest[0] if rest else "")
@@ -78,5 +98,6 @@ class OneLineParser(LightningArgumentParser):
             keys = ()
         finally:
             parser.exit_on_error = exits
-        sys.stderr.write(f"error: {one_line(message, keys)}\n")
+        args = getattr(self, "args", None)  # what jsonargparse is parsing
+        sys.stderr.write(f"error: {one_line(message, keys, args if isinstance(args, list) else None)}\n")
         self.exit(2)

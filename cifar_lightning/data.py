@@ -82,7 +82,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         num_workers: loader processes; ``None`` picks one per core up to 8.
         seed: seeds the train/val split (and the synthetic data).
         synthetic_size: ``[n_train, n_test]`` for ``source=synthetic``.
-        cache_dir: where decoded arrays are cached (default ``<data_dir of $PATH_DATASETS>/cache``).
+        cache_dir: where decoded arrays are cached (default ``<data_dir>/cache``, shared by every working directory).
         on_device: keep each split as uint8 on the training device (the GPU) and augment whole batches there
             (``batch_augment.py``) instead of per-sample transforms in CPU workers; falls back to the CPU when
             the trainer runs there. Presets ``none|flip|flip_crop|flip_crop_rotate`` only.
