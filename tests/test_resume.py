@@ -8,10 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 from cifar_lightning import CifarResNet, CIFARSystem
+from cifar_lightning.cli import build_cli, main
+from cifar_lightning.resume import resolve
 from tests.test_cli import SMALL, fails_with
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,6 +25,14 @@ PATHS = {  # the CPU DataLoader (worker processes, per-sample transforms) and th
     "cpu_loader": ["--data.num_workers", "2", "--data.augment", "flip_crop_rotate"],
     "on_device": ["--data.on_device", "true", "--data.augment", "flip_crop_rotate"],
 }
+# configs/full.yaml's callbacks: 24-pixel crops for the first epochs, an EMA of the weights (its state is checkpointed)
+FULL_RECIPE = """trainer:
+  callbacks:
+    - class_path: cifar_lightning.ProgressiveCrop
+      init_args: {size: 24, fraction: 0.5}
+    - class_path: cifar_lightning.EMAWeights
+      init_args: {decay: 0.9}
+"""
 
 
 def start(*args, cwd) -> subprocess.Popen:
@@ -41,7 +52,7 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str, s
 def stall_config(folder: Path, epoch: int, batch: int = 3, seconds: float = 300) -> tuple[Path, Path]:
     """A config adding :class:`tests.helpers.StallAt` (and the marker file it touches)."""
     marker, config = folder / "stalled", folder / "stall.yaml"
-    config.write_text(f"trainer:\n  callbacks:\n    - class_path: tests.helpers.StallAt\n      init_args:\n"
+    config.write_text(f"trainer:\n  callbacks+:\n    - class_path: tests.helpers.StallAt\n      init_args:\n"
                       f"        epoch: {epoch}\n        batch: {batch}\n        marker: {marker}\n"
                       f"        seconds: {seconds}\n")
     return config, marker
@@ -57,6 +68,13 @@ def wait_for(marker: Path, process: subprocess.Popen, timeout: float = 300) -> N
 
 def last_ckpt(root: Path) -> dict:
     return torch.load(root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)
+
+
+def epoch_metrics(log_dir: Path, epoch: int) -> dict:
+    """What a run logged for ``epoch`` (its CSVLogger's metrics.csv)."""
+    rows = pd.read_csv(log_dir / "metrics.csv")
+    rows = rows[rows["epoch"] == epoch]
+    return {name: rows[name].dropna().tolist() for name in ("train_acc", "val_acc", "val_loss")}
 
 
 def printed_accuracy(stdout: str) -> str:
@@ -82,6 +100,9 @@ def assert_same_tensors(a, b, where="") -> None:
 @pytest.mark.parametrize("path,stall_epoch", [("cpu_loader", 1), ("on_device", 2)])
 def test_killed_fit_resumes_bit_identical(tmp_path, path, stall_epoch):
     args = [*EXACT, *PATHS[path]]
+    if path == "on_device":
+        (tmp_path / "recipe.yaml").write_text(FULL_RECIPE)
+        args += ["--config", str(tmp_path / "recipe.yaml")]
     config, marker = stall_config(tmp_path, epoch=stall_epoch)
     whole = start("fit", *args, "--trainer.default_root_dir", str(tmp_path / "whole"), cwd=tmp_path)
     cut = start("fit", *args, "--config", str(config), "--trainer.default_root_dir", str(tmp_path / "cut"), cwd=tmp_path)
@@ -102,6 +123,22 @@ def test_killed_fit_resumes_bit_identical(tmp_path, path, stall_epoch):
             for key, s in ckpt["callbacks"].items() if key.startswith("ModelCheckpoint") and s["monitor"]]
     assert best[0] == best[1]  # the same best epoch with the same score, in the folder the run started in
     assert printed_accuracy(resumed[1]) == printed_accuracy(uninterrupted[1])
+    # the resumed part logs to a version folder of its own: its last epoch's metrics are the uninterrupted run's
+    logs = tmp_path / "whole" / "lightning_logs"
+    assert epoch_metrics(logs / "version_0", 2) == epoch_metrics(tmp_path / "cut" / "lightning_logs" / "version_1", 2)
+
+
+def test_last_and_best_name_the_newest_runs_checkpoints(tmp_path, one_thread):
+    root = tmp_path / "runs"
+    short = [*SMALL, "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches",
+             "1", "--test_after_fit", "false", "--trainer.default_root_dir", str(root)]
+    main(["fit", *short])
+    main(["fit", *short, "--seed_everything", "7"])
+    newest = root / "lightning_logs" / "version_1" / "checkpoints"
+    trainer = build_cli([*SMALL, "--trainer.default_root_dir", str(root)], run=False).trainer
+    assert resolve("last", trainer, "test") == str(newest / "last.ckpt")
+    (best,) = newest.glob("best-*.ckpt")
+    assert resolve("best", trainer, "validate") == str(best)
 
 
 def test_resume_last_with_nothing_to_resume(capsys, tmp_path):
