@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Callable
 
 import lightning as L
@@ -47,9 +48,18 @@ class ArrayDataset(Dataset):
         return x, self.labels[i]
 
 
-def ignore_interrupts(worker_id: int) -> None:
-    """Loader workers leave Ctrl-C to the training process, which stops them (no traceback from each worker)."""
+def quiet_worker(worker_id: int) -> None:
+    """A loader worker leaves Ctrl-C to the training process, which then stops it: no traceback from each worker, for
+    the interrupt or for the training process hanging up while a batch was on its way (the worker's handle-sharing
+    thread reports that through ``sys.excepthook``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    report = sys.excepthook
+
+    def excepthook(kind, value, traceback):
+        if not issubclass(kind, (ConnectionError, EOFError)):
+            report(kind, value, traceback)
+
+    sys.excepthook = excepthook
 
 
 def to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,7 +194,7 @@ class CIFAR10DataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
-            worker_init_fn=ignore_interrupts if self.num_workers > 0 else None,
+            worker_init_fn=quiet_worker if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:

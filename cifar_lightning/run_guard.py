@@ -4,7 +4,8 @@
         trainer.fit(model, datamodule=datamodule)
 
 * Ctrl-C: Lightning stops the loop, the loader workers and the loggers, then exits; :class:`Interrupted` replaces
-  that exit with a message saying where the last checkpoint is (the command line prints it, exit status 130).
+  that exit with a message saying where the last checkpoint is (the command line prints it, exit status 130). A Ctrl-C
+  that CPython drops is raised again at the next batch (:class:`CtrlC`).
 * A run directory that cannot be written (read-only, full, a file in the way): one ``error:`` line naming the path.
 * A run that fails before it logged anything leaves no empty ``version_N`` folder (nor the folders made for it).
 """
@@ -13,9 +14,13 @@ from __future__ import annotations
 
 import errno
 import shutil
+import signal
+import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from cifar_lightning.errors import CifarLightningError
@@ -35,7 +40,8 @@ def guard(trainer):
     """Run a Trainer method so that each way it can end early ends as the module docstring says."""
     made = new_folders(trainer)
     try:
-        yield
+        with CtrlC(trainer):
+            yield
     except BaseException as err:
         remove_if_nothing_logged(made)
         if isinstance(err, SystemExit) and trainer.interrupted:  # Lightning's own exit after Ctrl-C
@@ -43,6 +49,48 @@ def guard(trainer):
         if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
             raise CifarLightningError(write_message(err)) from None
         raise
+
+
+class CtrlC(Callback):
+    """While a Trainer method runs: Ctrl-C raises KeyboardInterrupt as usual, and is remembered; if it was lost, this
+    callback raises it again at the start of the next batch.
+
+    CPython loses a KeyboardInterrupt that arrives while the process forks (a loader worker starting): it is raised in
+    an at-fork hook, where exceptions are only reported ("Exception ignored in ... _releaseLock"), and the run would go
+    on as if Ctrl-C had not been pressed. That report is not printed either.
+    """
+
+    def __init__(self, trainer):
+        self.trainer, self.pressed = trainer, False
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signal handlers belong to the main thread
+        self.previous = signal.signal(signal.SIGINT, self.handle)
+        self.unraisable, sys.unraisablehook = sys.unraisablehook, self.drop_lost_interrupt
+        self.trainer.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        if hasattr(self, "previous"):
+            signal.signal(signal.SIGINT, self.previous)
+            sys.unraisablehook = self.unraisable
+            self.trainer.callbacks.remove(self)
+
+    def handle(self, signum, frame):
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def drop_lost_interrupt(self, unraisable):
+        if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            self.unraisable(unraisable)
+
+    def raise_if_pressed(self, *args, **kwargs):
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    on_train_batch_start = on_validation_batch_start = on_test_batch_start = on_predict_batch_start = raise_if_pressed
+    on_train_epoch_start = on_validation_epoch_start = raise_if_pressed
 
 
 def new_folders(trainer) -> list[Path]:

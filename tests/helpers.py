@@ -25,3 +25,23 @@ class StallAt(L.Callback):
 
             Path(self.marker).touch()
             time.sleep(self.seconds)
+
+
+class SwallowCtrlC(L.Callback):
+    """Presses Ctrl-C (SIGINT to its own process) at training batch ``batch`` and swallows the KeyboardInterrupt, as
+    CPython does with one that arrives while the process forks a loader worker."""
+
+    def __init__(self, batch: int = 1):
+        self.batch = batch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == self.batch:
+            import os
+            import signal
+            import time
+
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # the interrupt arrives here
+            except KeyboardInterrupt:
+                pass

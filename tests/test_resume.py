@@ -197,3 +197,12 @@ def test_ctrl_c_ends_in_one_line_naming_the_last_checkpoint(tmp_path):
     assert err.strip().splitlines()[-1] == (f"interrupted: the last checkpoint is {last}; to resume, run the same "
                                             "command with --ckpt_path last")
     assert "Traceback" not in err and "Error" not in err, err[-3000:]
+
+
+def test_resume_with_other_epochs_than_the_schedule(capsys, tmp_path, one_thread):
+    root = ["--trainer.default_root_dir", str(tmp_path / "runs"), "--data.batch_size", "32", "--test_after_fit", "false"]
+    main(["fit", *SMALL, *root, "--trainer.max_epochs", "1"])  # OneCycle over 7 steps
+    fails_with(capsys, ["fit", *SMALL, *root, "--trainer.max_epochs", "3", "--ckpt_path", "last"],
+               "the checkpoint's learning-rate schedule (OneCycleLR) spans 7 steps, this fit 21: resume with the "
+               "--trainer.max_epochs the run started with (1)")
+    assert sorted(p.name for p in (tmp_path / "runs" / "lightning_logs").iterdir()) == ["version_0"]

@@ -60,3 +60,14 @@ def test_wandb_files_go_under_the_run_directory(capsys, tmp_path, monkeypatch):
     assert [p.name for p in mine.glob("cifar-lightning/*/checkpoints/*.ckpt")].count("last.ckpt") == 1
     assert len(list((mine / "wandb").glob("offline-run-*"))) == 1 and len(list((mine / "records").glob("*.json"))) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_lost_ctrl_c_still_stops_the_run(capsys, tmp_path, one_thread):
+    config = tmp_path / "swallow.yaml"
+    config.write_text("trainer:\n  callbacks:\n    - class_path: tests.helpers.SwallowCtrlC\n      init_args: {batch: 1}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *SMALL, "--data.batch_size", "32", "--trainer.max_epochs", "1", "--config", str(config),
+              "--trainer.default_root_dir", str(tmp_path / "runs")])
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "interrupted: stopped before the first checkpoint was saved: nothing to resume")
