@@ -10,6 +10,8 @@ train/val split of the training images and keeps the official test set apart.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from collections.abc import Callable
 
 import lightning as L
@@ -19,13 +21,18 @@ from torch.utils.data import DataLoader, Dataset
 
 from cifar_lightning import sources
 from cifar_lightning.augment import build_transform
+from cifar_lightning.epoch_seeds import EpochShuffle, seeded_call
 from cifar_lightning.errors import check, check_choice
 from cifar_lightning.fast.batch_augment import build_batch_transform
 from cifar_lightning.fast.device_loader import DeviceLoader
 
 
 class ArrayDataset(Dataset):
-    """Images held as one uint8 ``[N, 3, 32, 32]`` tensor; ``transform`` runs per sample."""
+    """Images held as one uint8 ``[N, 3, 32, 32]`` tensor; ``transform`` runs per sample.
+
+    An item is an index, or a ``(seed, index)`` pair from :class:`~cifar_lightning.epoch_seeds.EpochShuffle`: then the
+    transform's random draws come from ``seed``, the same in a resumed run as in an uninterrupted one.
+    """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Callable | None = None):
         self.images, self.labels, self.transform = images, labels, transform
@@ -33,9 +40,26 @@ class ArrayDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i):
+    def __getitem__(self, item):
+        seed, i = item if isinstance(item, tuple) else (None, item)
         x = self.images[i]
-        return (self.transform(x) if self.transform else x), self.labels[i]
+        if self.transform is not None:
+            x = self.transform(x) if seed is None else seeded_call(self.transform, x, seed)
+        return x, self.labels[i]
+
+
+def quiet_worker(worker_id: int) -> None:
+    """A loader worker leaves Ctrl-C to the training process, which then stops it: no traceback from each worker, for
+    the interrupt or for the training process hanging up while a batch was on its way (the worker's handle-sharing
+    thread reports that through ``sys.excepthook``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    report = sys.excepthook
+
+    def excepthook(kind, value, traceback):
+        if not issubclass(kind, (ConnectionError, EOFError)):
+            report(kind, value, traceback)
+
+    sys.excepthook = excepthook
 
 
 def to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +92,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         num_workers: loader processes; ``None`` picks one per core up to 8.
         seed: seeds the train/val split (and the synthetic data).
         synthetic_size: ``[n_train, n_test]`` for ``source=synthetic``.
-        cache_dir: where decoded arrays are cached (default ``<data_dir of $PATH_DATASETS>/cache``).
+        cache_dir: where decoded arrays are cached (default ``<data_dir>/cache``, shared by every working directory).
         on_device: keep each split as uint8 on the training device (the GPU) and augment whole batches there
             (``fast/batch_augment.py``) instead of per-sample transforms in CPU workers; falls back to the CPU when
             the trainer runs there. Presets ``none|flip|flip_crop|flip_crop_rotate`` only.
@@ -106,6 +130,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
         self.classes = sources.CLASSES
         self.on_device = on_device
+        self.resumed_epoch = 0  # the epoch a resumed fit starts at (load_state_dict)
         if on_device:
             check(train_transform is None and eval_transform is None,
                   "train_transform/eval_transform are per-sample transforms: use on_device=False with them")
@@ -142,26 +167,34 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     def _loader(self, images, labels, transform, shuffle: bool) -> DataLoader | DeviceLoader:
         drop_last = shuffle and len(labels) > self.batch_size  # no tiny last batch for BatchNorm
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        # Lightning's global seed (the same on every rank) varies the shuffle between seeded runs. The shuffle and the
+        # augmentation are drawn afresh each epoch from this seed and the epoch: a resumed fit sees the same batches.
+        seed = self.seed + int(os.environ.get("PL_GLOBAL_SEED", 0))
         if self.on_device:
-            trainer = self.trainer
             device = trainer.strategy.root_device if trainer else torch.device("cpu")
-            rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-            # Lightning's global seed (the same on every rank) varies the shuffle between seeded runs.
-            seed = self.seed + int(os.environ.get("PL_GLOBAL_SEED", 0))
-            if shuffle:  # augmentation draws of its own per rank (seeded), not the same offsets on every GPU
-                gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + 7919 * (rank + 1))
-                self.batch_train_transform.generator = gen
+            generator = None
+            if shuffle:  # the augmentation's draws, reseeded by the loader every epoch (its own per rank)
+                generator = torch.Generator(device=device)
+                self.batch_train_transform.generator = generator
             return DeviceLoader(images, labels, self.batch_size, device=device, shuffle=shuffle,
                                 drop_last=drop_last and len(labels) // world > self.batch_size,
-                                seed=seed, rank=rank, world_size=world)
+                                seed=seed, rank=rank, world_size=world, generator=generator)
+        dataset = ArrayDataset(images, labels, transform)
+        sampler = EpochShuffle(dataset, seed, num_replicas=world, rank=rank) if shuffle else None
+        if sampler is not None:  # see load_state_dict; a later fit with this DataModule starts at epoch 0 again
+            sampler.set_epoch(self.resumed_epoch)
+            self.resumed_epoch = 0
         return DataLoader(
-            ArrayDataset(images, labels, transform),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            worker_init_fn=quiet_worker if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -175,6 +208,16 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
+
+    def state_dict(self) -> dict:
+        """The number of training epochs run so far, which Lightning hands the shuffle as its epoch on resuming."""
+        trainer = self.trainer
+        return {"epoch": trainer.fit_loop.epoch_progress.current.processed} if trainer else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        # A resumed fit creates the training loader's iterator before it tells the sampler the epoch, and does not
+        # create it again; loader workers fetch their first batches at once. So the sampler starts at the epoch.
+        self.resumed_epoch = state.get("epoch", 0)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """With ``on_device``: augment (training) or only normalize (evaluation) the uint8 batch on its device."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -152,21 +153,41 @@ def _fingerprint(root: Path, skip: Path) -> str:
 
 
 def load_cached(source: str, data_dir: str | Path, cache_dir: str | Path | None = None):
-    """Load ``source`` as uint8 arrays, decoding a pickle or folder source once into an ``.npz`` cache."""
+    """Load ``source`` as uint8 arrays, decoding a pickle or folder source once into an ``.npz`` cache.
+
+    The cache lives in ``cache_dir``, by default ``<data_dir>/cache``: one file per data set, found again from any
+    working directory. An unreadable cache file is set aside (``.corrupt``) and the images are decoded again.
+    """
     data_dir = Path(data_dir)
     check_data_dir(data_dir)
     loader = load_folder if source == "folder" else load_pickle
-    cache_dir = Path(cache_dir or Path(default_data_dir()) / "cache")
+    cache_dir = Path(cache_dir) if cache_dir else data_dir / "cache"
     cache = cache_dir / f"{source}-{_fingerprint(data_dir, skip=cache_dir)}.npz"
     if cache.exists():
-        with np.load(cache) as z:
-            return z["train_x"], z["train_y"], z["test_x"], z["test_y"]
+        try:
+            with np.load(cache) as z:
+                return z["train_x"], z["train_y"], z["test_x"], z["test_y"]
+        except Exception as err:  # truncated, overwritten, not an npz: whatever it is, it is not the images
+            set_aside(cache, err)
     arrays = loader(data_dir)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")  # write then rename: never a half-written cache
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # write then rename: never a half-written cache
         np.savez(tmp, train_x=arrays[0], train_y=arrays[1], test_x=arrays[2], test_y=arrays[3])
         tmp.replace(cache)
-    except OSError:
-        pass  # a read-only data dir only costs the decode next time
+    except OSError as err:  # e.g. a read-only data dir: the run goes on, decoding costs again next time
+        warnings.warn(f"could not write the decoded-image cache {cache} ({err.strerror}): the images are decoded "
+                      "again next time; --data.cache_dir picks a writable folder", RuntimeWarning, stacklevel=2)
     return arrays
+
+
+def set_aside(cache: Path, err: Exception) -> None:
+    """Move an unreadable cache file out of the way (the images are decoded again), or say how to remove it."""
+    aside = cache.with_suffix(".corrupt")
+    try:
+        cache.replace(aside)
+    except OSError:
+        raise CifarLightningError(f"the decoded-image cache {cache} is unreadable ({type(err).__name__}): delete it "
+                                  f"(rm {cache}) and run again") from None
+    warnings.warn(f"the decoded-image cache {cache} was unreadable ({type(err).__name__}): moved it to {aside}, "
+                  "decoding the images again", RuntimeWarning, stacklevel=3)

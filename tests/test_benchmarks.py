@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cifar_lightning.tracking import results
 from cifar_lightning.cli import build_cli
+from cifar_lightning.tracking import results
 
 ROOT = Path(__file__).resolve().parents[1]
 # A ResNet-18 of width 8 on 640 synthetic images, on the CPU, uncompiled: a GPU job's path in seconds.

@@ -129,8 +129,9 @@ def test_cli_with_wandb_config_logs_offline_with_stdin_closed(keyless):
     done = _cli(keyless, {})
     assert done.returncode == 0, done.stderr[-2000:]
     assert "test accuracy:" in done.stdout
-    assert len(list((keyless / "wandb" / "wandb").glob("offline-run-*"))) == 1  # under $WANDB_DIR
-    assert len(list((keyless / "wandb" / "records").glob("*.json"))) == 1
+    # under --trainer.default_root_dir, which on the command line decides over $WANDB_DIR
+    assert len(list((keyless / "runs" / "wandb").glob("offline-run-*"))) == 1
+    assert len(list((keyless / "runs" / "records").glob("*.json"))) == 1
 
 
 def test_cli_online_without_key_fails_with_a_hint_instead_of_prompting(keyless):

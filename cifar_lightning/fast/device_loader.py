@@ -17,6 +17,7 @@ import math
 
 import torch
 
+from cifar_lightning.epoch_seeds import mix
 from cifar_lightning.errors import check
 
 
@@ -32,10 +33,13 @@ class DeviceLoader:
         drop_last: drop the last incomplete batch (training: no tiny batch for BatchNorm).
         seed: base seed of the shuffle; must be the same on all ranks.
         rank / world_size: this process's shard under DDP.
+        generator: the augmentation's generator (on ``device``), reseeded from ``(seed, epoch, rank)`` as each epoch
+            begins, so that an epoch's draws do not depend on the epochs before it (a resumed fit matches).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: str | torch.device = "cpu",
-                 shuffle: bool = False, drop_last: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1):
+                 shuffle: bool = False, drop_last: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 generator: torch.Generator | None = None):
         check(len(images) == len(labels), f"{len(images)} images but {len(labels)} labels")
         check(batch_size > 0, f"batch_size must be positive, got {batch_size}")
         check(0 <= rank < world_size, f"rank {rank} is outside world_size {world_size}")
@@ -43,7 +47,7 @@ class DeviceLoader:
         self.device = torch.device(device)
         self.images, self.labels = images.to(self.device), labels.to(self.device)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.seed, self.rank, self.world_size, self.generator = seed, rank, world_size, generator
         self.epoch = 0
         # Lightning's loops call ``dataloader.sampler.set_epoch(epoch)`` at each epoch start.
         self.sampler, self.batch_sampler = self, None
@@ -74,6 +78,8 @@ class DeviceLoader:
         return order[self.rank :: self.world_size]
 
     def __iter__(self):
+        if self.generator is not None:
+            self.generator.manual_seed(mix(self.seed, self.epoch, self.rank))
         idx = self.indices().to(self.device)
         for b in range(len(self)):
             sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
