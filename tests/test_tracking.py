@@ -158,12 +158,12 @@ def test_lesson_logger_starts_a_run_of_its_own_under_runs(keyless, monkeypatch):
 def test_wandb_config_adds_its_callback_to_the_runs_own(keyless):
     """configs/wandb.yaml after configs/full.yaml keeps full.yaml's crops and EMA (a plain ``callbacks:`` list in the
     later file would replace them and silently change the recipe) and adds the run report."""
-    from cifar_lightning.cli import CifarCLI
+    from cifar_lightning.cli import build_cli
 
-    cli = CifarCLI(CIFARSystem, CIFAR10DataModule, run=False, args=[
+    cli = build_cli([
         "--config", str(ROOT / "configs/full.yaml"), "--config", str(ROOT / "configs/wandb.yaml"),
         "--trainer.accelerator", "cpu", "--trainer.precision", "32-true", "--data.source", "synthetic",
-        "--trainer.default_root_dir", str(keyless / "runs")])
+        "--trainer.default_root_dir", str(keyless / "runs")], run=False)
     names = [type(cb).__name__ for cb in cli.trainer.callbacks]
     assert {"ProgressiveCrop", "EMAWeights", "TQDMProgressBar", "RunReport"} <= set(names)
     assert isinstance(cli.trainer.logger, WorkshopWandbLogger)
