@@ -54,8 +54,10 @@ class CifarCLI(LightningCLI):
         super().parse_arguments(parser, args)
         # LightningCLI reads a checkpoint file's hyperparameters right after parsing: check the file before that.
         ckpt_path = self.config.get(str(self.config.get("subcommand")), {}).get("ckpt_path")
-        if ckpt_path and str(ckpt_path) not in ("last", "best", "hpc") and not str(ckpt_path).startswith("registry:"):
-            resume.load(resume.resolve(ckpt_path, None, self.config.subcommand))
+        if ckpt_path and str(ckpt_path) not in ("last", "best"):  # those need the trainer: run_checked resolves them
+            path = resume.resolve(ckpt_path, None, self.config.subcommand)
+            if Path(path).is_file():
+                resume.load(path)
 
     def before_instantiate_classes(self):
         trainer = self.config.get(str(self.subcommand), self.config).trainer

@@ -13,10 +13,12 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from functools import partial
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset
 
 from cifar_lightning import sources
@@ -48,10 +50,10 @@ class ArrayDataset(Dataset):
         return x, self.labels[i]
 
 
-def quiet_worker(worker_id: int) -> None:
+def quiet_worker(worker_id: int, rank: int = 0) -> None:
     """A loader worker leaves Ctrl-C to the training process, which then stops it: no traceback from each worker, for
     the interrupt or for the training process hanging up while a batch was on its way (the worker's handle-sharing
-    thread reports that through ``sys.excepthook``)."""
+    thread reports that through ``sys.excepthook``). Seeded as Lightning's own worker_init_fn would seed it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     report = sys.excepthook
 
@@ -60,6 +62,8 @@ def quiet_worker(worker_id: int) -> None:
             report(kind, value, traceback)
 
     sys.excepthook = excepthook
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):  # seed_everything(workers=True), as the CLI calls it
+        pl_worker_init_function(worker_id, rank)
 
 
 def to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,7 +198,7 @@ class CIFAR10DataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
-            worker_init_fn=quiet_worker if self.num_workers > 0 else None,
+            worker_init_fn=partial(quiet_worker, rank=rank) if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:

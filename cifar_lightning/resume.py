@@ -181,6 +181,8 @@ class ScheduleLength(Callback):
     def on_train_start(self, trainer, pl_module):
         steps = trainer.estimated_stepping_batches
         for config in trainer.lr_scheduler_configs:
+            if config.interval != "step":
+                continue  # a schedule per epoch (plateau) follows any number of epochs
             planned = getattr(config.scheduler, "total_steps", None) or getattr(config.scheduler, "T_max", None)
             if planned and planned != steps:
                 epochs = planned * trainer.max_epochs / steps
