@@ -17,7 +17,25 @@ from cifar_lightning.sources import CLASSES
 from cifar_lightning.system import CIFARSystem, load_system
 
 __all__ = [
-    "CIFAR10_MEAN", "CIFAR10_STD", "CLASSES", "PRESETS", "CIFAR10DataModule", "CIFARSystem", "CifarLightningError",
-    "CifarResNet", "EMAWeights", "EpochTimer", "GradNormLogger", "ProgressiveCrop", "WeightDigest", "build_callbacks", "build_resnet", "build_transform", "count_parameters", "feature_map_sides", "latest_checkpoint", "load_system",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "CLASSES",
+    "PRESETS",
+    "CIFAR10DataModule",
+    "CIFARSystem",
+    "CifarLightningError",
+    "CifarResNet",
+    "EMAWeights",
+    "EpochTimer",
+    "GradNormLogger",
+    "ProgressiveCrop",
+    "WeightDigest",
+    "build_callbacks",
+    "build_resnet",
+    "build_transform",
+    "count_parameters",
+    "feature_map_sides",
+    "latest_checkpoint",
+    "load_system",
 ]
 __version__ = "0.1.0"

@@ -1,7 +1,7 @@
 """The training-trick callbacks: Lightning's own, built from plain arguments, plus a few of our own.
 
-    from cifar_lightning import build_callbacks
-    trainer = L.Trainer(callbacks=build_callbacks(early_stopping_patience=5, swa_lrs=0.01))
+from cifar_lightning import build_callbacks
+trainer = L.Trainer(callbacks=build_callbacks(early_stopping_patience=5, swa_lrs=0.01))
 """
 
 from __future__ import annotations
@@ -71,8 +71,10 @@ class WeightDigest(Callback):
 
     def on_fit_end(self, trainer, pl_module):
         strategy = type(trainer.strategy)
-        line = (f"rank {trainer.global_rank}/{trainer.world_size} {strategy.__module__}.{strategy.__qualname__}: "
-                f"parameters {tensor_digest(pl_module.parameters())} | buffers {tensor_digest(pl_module.buffers())}\n")
+        line = (
+            f"rank {trainer.global_rank}/{trainer.world_size} {strategy.__module__}.{strategy.__qualname__}: "
+            f"parameters {tensor_digest(pl_module.parameters())} | buffers {tensor_digest(pl_module.buffers())}\n"
+        )
         # One write, newline included: the processes share one pipe, and print() may write the text and its newline
         # separately, so another process's line could land between them.
         sys.stdout.write(line)
@@ -104,8 +106,9 @@ class GradNormLogger(Callback):
         if not norms:
             return
         max_abs = grad_norm(pl_module, "inf")["grad_inf_norm_total"]
-        pl_module.log_dict({"grad_norm": norms["grad_2.0_norm_total"], "grad_max_abs": max_abs},
-                           on_step=True, on_epoch=False)
+        pl_module.log_dict(
+            {"grad_norm": norms["grad_2.0_norm_total"], "grad_max_abs": max_abs}, on_step=True, on_epoch=False
+        )
         self._stepped = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -134,10 +137,14 @@ class ProgressiveCrop(Callback):
 
     def on_train_epoch_start(self, trainer, pl_module):
         transform = getattr(trainer.datamodule, "batch_train_transform", None)
-        check(transform is not None and getattr(trainer.datamodule, "on_device", False),
-              "ProgressiveCrop needs a CIFAR10DataModule with on_device=True")
-        check("crop" in transform.preset,  # without a crop step the size would be ignored: say so instead
-              f"ProgressiveCrop needs a crop preset (data.augment flip_crop or flip_crop_rotate), got {transform.preset}")
+        check(
+            transform is not None and getattr(trainer.datamodule, "on_device", False),
+            "ProgressiveCrop needs a CIFAR10DataModule with on_device=True",
+        )
+        check(
+            "crop" in transform.preset,  # without a crop step the size would be ignored: say so instead
+            f"ProgressiveCrop needs a crop preset (data.augment flip_crop or flip_crop_rotate), got {transform.preset}",
+        )
         small = trainer.current_epoch < round(self.fraction * trainer.max_epochs)
         transform.crop_size = self.size if small else None
 
@@ -197,9 +204,10 @@ def build_callbacks(
 ) -> list[L.Callback]:
     """The standard callbacks of the course, each switched on by its argument.
 
-    Always a ModelCheckpoint on ``monitor`` (the best) and :func:`latest_checkpoint` (``last.ckpt``); LearningRateMonitor and EpochTimer
-    unless turned off; EarlyStopping when ``early_stopping_patience`` is set; StochasticWeightAveraging when
-    ``swa_lrs`` is set; GradientAccumulationScheduler from ``accumulate`` ({epoch: batches}, e.g. {0: 4, 5: 1}).
+    Always a ModelCheckpoint on ``monitor`` (the best) and :func:`latest_checkpoint` (``last.ckpt``);
+    LearningRateMonitor and EpochTimer unless turned off; EarlyStopping when ``early_stopping_patience`` is set;
+    StochasticWeightAveraging when ``swa_lrs`` is set; GradientAccumulationScheduler from ``accumulate``
+    ({epoch: batches}, e.g. {0: 4, 5: 1}).
     """
     callbacks: list[L.Callback] = [
         ModelCheckpoint(dirpath=checkpoint_dir, monitor=monitor, mode=mode, filename="{epoch}-{" + monitor + ":.4f}"),

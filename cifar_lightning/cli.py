@@ -33,16 +33,21 @@ class CifarCLI(LightningCLI):
     (configs/full.yaml's TQDMProgressBar, which refreshes every 20 steps because reading the bar's numbers waits for
     the GPU): the bar is dropped, where Lightning alone would refuse the pair.
 
-    ``--ckpt_path`` is checked before anything runs (``resume.py``): ``last``/``best`` name the newest run's files, and a
-    missing, damaged or mismatched checkpoint ends in one line. A logger configured without a ``save_dir`` (W&B in
+    ``--ckpt_path`` is checked before anything runs (``resume.py``): ``last``/``best`` name the newest run's files, and
+    a missing, damaged or mismatched checkpoint ends in one line. A logger configured without a ``save_dir`` (W&B in
     ``configs/wandb.yaml``) writes under ``--trainer.default_root_dir`` like the checkpoints and the config.
     """
 
     def add_arguments_to_parser(self, parser):
         parser.set_defaults({"model.backbone": lazy_instance(CifarResNet, depth=18)})
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.monitor": "val_acc", "checkpoint.mode": "max",
-                             "checkpoint.filename": "best-{epoch}-{val_acc:.4f}"})
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val_acc",
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best-{epoch}-{val_acc:.4f}",
+            }
+        )
         # last.ckpt after every epoch (with a monitor, Lightning 2.6's save_last only follows improvements)
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.set_defaults({f"last_checkpoint.{key}": value for key, value in LAST_CHECKPOINT.items()})
@@ -121,8 +126,12 @@ def build_cli(args: list[str] | None = None, run: bool = True, **kwargs) -> Cifa
     (``cli.trainer.fit(cli.model, datamodule=cli.datamodule)`` is then yours to call); ``kwargs`` go to LightningCLI.
     """
     check_config_files(sys.argv[1:] if args is None else args if isinstance(args, list) else [])
-    options = dict(seed_everything_default=42, save_config_kwargs={"overwrite": True},
-                   trainer_defaults={"default_root_dir": "runs"}, parser_class=OneLineParser)
+    options = dict(
+        seed_everything_default=42,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"default_root_dir": "runs"},
+        parser_class=OneLineParser,
+    )
     return CifarCLI(CIFARSystem, CIFAR10DataModule, args=args, run=run, **{**options, **kwargs})
 
 

@@ -74,8 +74,11 @@ def one_line(message: str, known_keys=(), args: list[str] | None = None) -> str:
         key, dashes = unknown.group(1), "--" if unknown.re is _UNRECOGNIZED else ""
         close = difflib.get_close_matches(key, list(known_keys), n=1, cutoff=0.6)
         where = None if dashes else file_with_key(config_files(args or []), key)
-        return (f"unknown {'option' if dashes else 'key'} {dashes}{key}" + (f" in {where}" if where else "")
-                + (f" (did you mean {dashes}{close[0]}?)" if close else ""))
+        return (
+            f"unknown {'option' if dashes else 'key'} {dashes}{key}"
+            + (f" in {where}" if where else "")
+            + (f" (did you mean {dashes}{close[0]}?)" if close else "")
+        )
     head, rest = lines[0], lines[1:]
     # The specific cause, when jsonargparse lists what it tried (a class it could not import, a wrong type).
     detail = next((line for line in rest if "class_path" in line), rest[0] if rest else "")

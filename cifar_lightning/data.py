@@ -136,8 +136,10 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.on_device = on_device
         self.resumed_epoch = 0  # the epoch a resumed fit starts at (load_state_dict)
         if on_device:
-            check(train_transform is None and eval_transform is None,
-                  "train_transform/eval_transform are per-sample transforms: use on_device=False with them")
+            check(
+                train_transform is None and eval_transform is None,
+                "train_transform/eval_transform are per-sample transforms: use on_device=False with them",
+            )
             self.batch_train_transform = build_batch_transform(augment, normalize, resize)
             self.batch_eval_transform = build_batch_transform("none", normalize, resize)
 
@@ -182,9 +184,18 @@ class CIFAR10DataModule(L.LightningDataModule):
             if shuffle:  # the augmentation's draws, reseeded by the loader every epoch (its own per rank)
                 generator = torch.Generator(device=device)
                 self.batch_train_transform.generator = generator
-            return DeviceLoader(images, labels, self.batch_size, device=device, shuffle=shuffle,
-                                drop_last=drop_last and len(labels) // world > self.batch_size,
-                                seed=seed, rank=rank, world_size=world, generator=generator)
+            return DeviceLoader(
+                images,
+                labels,
+                self.batch_size,
+                device=device,
+                shuffle=shuffle,
+                drop_last=drop_last and len(labels) // world > self.batch_size,
+                seed=seed,
+                rank=rank,
+                world_size=world,
+                generator=generator,
+            )
         dataset = ArrayDataset(images, labels, transform)
         sampler = EpochShuffle(dataset, seed, num_replicas=world, rank=rank) if shuffle else None
         if sampler is not None:  # see load_state_dict; a later fit with this DataModule starts at epoch 0 again

@@ -113,8 +113,11 @@ def read_metrics(source: L.Trainer | str | Path | pd.DataFrame, by: str | None =
             source = source.logger.log_dir
         path = Path(source)
         csv = path / "metrics.csv" if path.is_dir() else path
-        check(csv.is_file(), f"no metrics.csv at {path}: pass a Trainer, its CSVLogger folder or its metrics.csv "
-                             "(has the run logged anything?)")
+        check(
+            csv.is_file(),
+            f"no metrics.csv at {path}: pass a Trainer, its CSVLogger folder or its metrics.csv "
+            "(has the run logged anything?)",
+        )
         rows = pd.read_csv(csv)
     if by is None:
         return rows
@@ -142,6 +145,8 @@ def validate_tta_variants(trainer: L.Trainer, model, datamodule, ckpt_path: str 
     hp, scores = model.hparams, {}
     own = hp.tta_flip, hp.get("tta_translate", 0)
     for name, (hp.tta_flip, hp.tta_translate) in TTA_VARIANTS.items():
-        scores[name] = float(trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]["val_acc"])
+        scores[name] = float(
+            trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]["val_acc"]
+        )
     hp.tta_flip, hp.tta_translate = own
     return scores

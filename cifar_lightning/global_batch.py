@@ -18,8 +18,12 @@ from cifar_lightning.errors import check
 def global_batch_size(batch_size: int, devices: int = 1, num_nodes: int = 1, accumulate_grad_batches: int = 1) -> int:
     """Images per optimizer step: ``batch_size`` per process x ``devices`` per node x ``num_nodes`` x
     ``accumulate_grad_batches``."""
-    for name, value in (("batch_size", batch_size), ("devices", devices), ("num_nodes", num_nodes),
-                        ("accumulate_grad_batches", accumulate_grad_batches)):
+    for name, value in (
+        ("batch_size", batch_size),
+        ("devices", devices),
+        ("num_nodes", num_nodes),
+        ("accumulate_grad_batches", accumulate_grad_batches),
+    ):
         check(isinstance(value, int) and value >= 1, f"{name} must be a whole number >= 1, got {value!r}")
     return batch_size * devices * num_nodes * accumulate_grad_batches
 
@@ -35,6 +39,8 @@ def describe(trainer, batch_size: int) -> str:
     1 node x 1 accumulated batch``."""
     devices, nodes, accumulate = trainer.num_devices, trainer.num_nodes, trainer.accumulate_grad_batches
     total = global_batch_size(batch_size, devices, nodes, accumulate)
-    return (f"global batch {total} = {batch_size} per process x {devices} process{'es' if devices > 1 else ''} per "
-            f"node x {nodes} node{'s' if nodes > 1 else ''} x {accumulate} accumulated batch"
-            f"{'es' if accumulate > 1 else ''}")
+    return (
+        f"global batch {total} = {batch_size} per process x {devices} process{'es' if devices > 1 else ''} per "
+        f"node x {nodes} node{'s' if nodes > 1 else ''} x {accumulate} accumulated batch"
+        f"{'es' if accumulate > 1 else ''}"
+    )

@@ -44,8 +44,10 @@ class CifarResNet(ResNet):
     ):
         check_choice("depth", depth, DEPTHS)
         check(num_classes > 0 and width > 0, f"num_classes and width must be positive, got {num_classes}, {width}")
-        check(blocks is None or (len(blocks) == 4 and all(b >= 1 for b in blocks)),
-              f"blocks must be four counts >= 1 (one per stage), got {blocks}")
+        check(
+            blocks is None or (len(blocks) == 4 and all(b >= 1 for b in blocks)),
+            f"blocks must be four counts >= 1 (one per stage), got {blocks}",
+        )
         stage_blocks = list(blocks) if blocks is not None else DEPTHS[depth][0]
         if width == 64:  # what torchvision.models.resnet18() / resnet34() build
             super().__init__(BasicBlock, stage_blocks, num_classes=num_classes)
@@ -78,8 +80,9 @@ def resnet_stage(in_channels: int, out_channels: int, blocks: int, stride: int =
     and (``stride``) the resolution, with a 1x1 convolution on its shortcut when either changes."""
     downsample = None
     if stride != 1 or in_channels != out_channels:
-        downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
-                                   nn.BatchNorm2d(out_channels))
+        downsample = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+        )
     first = BasicBlock(in_channels, out_channels, stride=stride, downsample=downsample)
     return nn.Sequential(first, *(BasicBlock(out_channels, out_channels) for _ in range(blocks - 1)))
 
@@ -102,8 +105,10 @@ def load_imagenet_weights(net: CifarResNet) -> list[str]:
     """
     cfg = net.config
     check(cfg["width"] == 64, "ImageNet weights exist only for width=64")
-    check(cfg.get("blocks", DEPTHS[cfg["depth"]][0]) == DEPTHS[cfg["depth"]][0],
-          "ImageNet weights exist only for the standard blocks per stage: leave blocks unset")
+    check(
+        cfg.get("blocks", DEPTHS[cfg["depth"]][0]) == DEPTHS[cfg["depth"]][0],
+        "ImageNet weights exist only for the standard blocks per stage: leave blocks unset",
+    )
     weights = DEPTHS[cfg["depth"]][1]
     try:
         state = weights.get_state_dict(progress=False)
@@ -119,12 +124,17 @@ def load_imagenet_weights(net: CifarResNet) -> list[str]:
 
 
 def build_resnet(
-    depth: int = 18, num_classes: int = 10, cifar_stem: bool = True, pretrained: bool = False, width: int = 64,
+    depth: int = 18,
+    num_classes: int = 10,
+    cifar_stem: bool = True,
+    pretrained: bool = False,
+    width: int = 64,
     blocks: list[int] | None = None,
 ) -> CifarResNet:
     """A ResNet-``depth`` for ``num_classes`` classes; ``pretrained`` loads ImageNet weights (see above)."""
-    return CifarResNet(depth=depth, num_classes=num_classes, cifar_stem=cifar_stem, pretrained=pretrained, width=width,
-                       blocks=blocks)
+    return CifarResNet(
+        depth=depth, num_classes=num_classes, cifar_stem=cifar_stem, pretrained=pretrained, width=width, blocks=blocks
+    )
 
 
 def feature_map_sides(depth: int = 18, cifar_stem: bool = True, size: int = 32) -> dict[str, int]:

@@ -73,8 +73,9 @@ def image_grid(
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
     check(row_labels is None or len(row_labels) == nrows, f"got {nrows} rows but {len(row_labels or [])} row labels")
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols + (1.2 if row_labels else 0), size * nrows + 0.3),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols + (1.2 if row_labels else 0), size * nrows + 0.3), squeeze=False
+    )
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -92,8 +93,16 @@ def image_grid(
     return fig
 
 
-def misclassified_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, classes: Sequence[str],
-                       n: int = 24, ncols: int = 8, probs: torch.Tensor | None = None, show_confidence: bool = False):
+def misclassified_grid(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    preds: torch.Tensor,
+    classes: Sequence[str],
+    n: int = 24,
+    ncols: int = 8,
+    probs: torch.Tensor | None = None,
+    show_confidence: bool = False,
+):
     """An :func:`image_grid` of up to ``n`` wrongly classified images titled ``true -> predicted``.
 
     ``images``: uint8 ``[N, 3, H, W]`` (the DataModule's ``test_images``) or float in [0, 1] (:func:`to_display`);
@@ -118,8 +127,9 @@ def misclassified_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.
     return image_grid(images[wrong], titles=titles, ncols=ncols, size=1.4, suptitle=suptitle)
 
 
-def plot_metric_curves(runs: Mapping[str, object], metric: str, by: str = "epoch", ax=None,
-                       title: str | None = None, **line_kwargs):
+def plot_metric_curves(
+    runs: Mapping[str, object], metric: str, by: str = "epoch", ax=None, title: str | None = None, **line_kwargs
+):
     """One line per run of ``metric`` against ``by`` (``"epoch"`` or ``"step"``); returns the axes.
 
     ``runs``: ``{label: run}``, a run being anything :func:`~cifar_lightning.experiment.read_metrics` reads: a
@@ -167,7 +177,9 @@ def plot_confusion_matrix(matrix: torch.Tensor | np.ndarray, classes: Sequence[s
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
             text = f"{m[i, j]:.2f}" if normalize else f"{int(m[i, j])}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if m[i, j] > 0.5 * m.max() else "black")
+            ax.text(
+                j, i, text, ha="center", va="center", fontsize=7, color="white" if m[i, j] > 0.5 * m.max() else "black"
+            )
     ax.set_title("confusion matrix" + (" (row = recall)" if normalize else ""))
     if own_figure:
         ax.figure.tight_layout()  # keeps the rotated class names inside the figure

@@ -2,9 +2,10 @@
 
     python -m cifar_lightning fit --config configs/quick.yaml --ckpt_path last    # resume the newest run
 
-``last`` is the ``last.ckpt`` written most recently by a run under the run directory (``--trainer.default_root_dir``,
-default ``runs/``; with the default logger its runs are ``lightning_logs/version_N``); ``best`` is the best epoch of that
-run. Lightning alone looks only in the new run's own, empty folder, and then starts from scratch.
+``last`` is the ``last.ckpt`` written most recently by a run under the run directory
+(``--trainer.default_root_dir``, default ``runs/``; with the default logger its runs are
+``lightning_logs/version_N``); ``best`` is the best epoch of that run. Lightning alone looks only in the new run's
+own, empty folder, and then starts from scratch.
 
 A fit resumed from a checkpoint keeps writing its checkpoints into the folder the checkpoint's run wrote them to, so
 the best epoch so far stays known (and ``last`` finds the run again); its logs go to a new version folder.
@@ -30,7 +31,9 @@ def checkpoint_folders(trainer) -> list[Path]:
     A ModelCheckpoint's own ``dirpath``; else ``<logger save_dir>/<logger name>/<version>/checkpoints`` for every
     version there; else (no logger) ``<default_root_dir>/checkpoints``.
     """
-    folders = {Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath}
+    folders = {
+        Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath
+    }
     if trainer.loggers:
         logger = trainer.loggers[0]
         base = Path(logger.save_dir or trainer.default_root_dir) / str(logger.name or "")
@@ -66,8 +69,10 @@ def resolve(ckpt_path: str | None, trainer, command: str) -> str | None:
         last = newest_last_checkpoint(trainer)
         if last is None:
             fresh = "leave out --ckpt_path to start a new run" if command == "fit" else "pass a checkpoint file"
-            raise CifarLightningError(f"nothing to {'resume' if command == 'fit' else command}: no {LAST} under "
-                                      f"{where(trainer)} (--trainer.default_root_dir picks the run directory); {fresh}")
+            raise CifarLightningError(
+                f"nothing to {'resume' if command == 'fit' else command}: no {LAST} under "
+                f"{where(trainer)} (--trainer.default_root_dir picks the run directory); {fresh}"
+            )
         return str(last) if ckpt_path == "last" else best_of(last)
     if ckpt_path == "hpc" or ckpt_path.startswith("registry:"):
         return ckpt_path
@@ -75,19 +80,28 @@ def resolve(ckpt_path: str | None, trainer, command: str) -> str | None:
     if path.is_dir():
         raise CifarLightningError(f"checkpoint {path} is a folder: pass a .ckpt file in it, or --ckpt_path last")
     if not path.is_file():
-        raise CifarLightningError(f"checkpoint {path} does not exist: pass an existing .ckpt file, or --ckpt_path last "
-                                  "for the newest run's")
+        raise CifarLightningError(
+            f"checkpoint {path} does not exist: pass an existing .ckpt file, or --ckpt_path last for the newest run's"
+        )
     return ckpt_path
 
 
 def best_of(last: Path) -> str:
     """The best checkpoint that the run of ``last`` (its ``last.ckpt``) recorded."""
     states = load(last).get("callbacks", {})
-    best = next((s.get("best_model_path") for s in states.values()
-                 if isinstance(s, dict) and s.get("monitor") and s.get("best_model_path")), None)
+    best = next(
+        (
+            s.get("best_model_path")
+            for s in states.values()
+            if isinstance(s, dict) and s.get("monitor") and s.get("best_model_path")
+        ),
+        None,
+    )
     if not best or not Path(best).is_file():
-        raise CifarLightningError(f"the run of {last} has no best checkpoint on disk{f' ({best} is gone)' if best else ''}"
-                                  ": pass --ckpt_path last or a checkpoint file")
+        raise CifarLightningError(
+            f"the run of {last} has no best checkpoint on disk{f' ({best} is gone)' if best else ''}"
+            ": pass --ckpt_path last or a checkpoint file"
+        )
     return best
 
 
@@ -106,14 +120,17 @@ def load(path: str | Path) -> dict:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=head == ZIP_MAGIC)
     except Exception as err:
         if head != ZIP_MAGIC:
-            raise CifarLightningError(f"{path} is not a checkpoint (not a file torch.save wrote): pass a .ckpt file "
-                                      "that a fit wrote") from None
+            raise CifarLightningError(
+                f"{path} is not a checkpoint (not a file torch.save wrote): pass a .ckpt file that a fit wrote"
+            ) from None
         reason = (str(err).strip().split(". ") or [""])[0].splitlines()[0][:100] or type(err).__name__
-        raise CifarLightningError(f"checkpoint {path} is truncated or damaged ({reason}): pass another checkpoint") \
-            from None
+        raise CifarLightningError(
+            f"checkpoint {path} is truncated or damaged ({reason}): pass another checkpoint"
+        ) from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise CifarLightningError(f"checkpoint {path} is not a Lightning checkpoint (it holds no state_dict): pass one "
-                                  "that a fit wrote")
+        raise CifarLightningError(
+            f"checkpoint {path} is not a Lightning checkpoint (it holds no state_dict): pass one that a fit wrote"
+        )
     return checkpoint
 
 
@@ -124,18 +141,24 @@ def check_fits(path: str, checkpoint: dict, model) -> None:
     if isinstance(saved, dict) and isinstance(own, dict) and saved != own:
         differ = [key for key in {**saved, **own} if saved.get(key) != own.get(key)]
         options = " ".join(f"--model.backbone.{key} {option_value(saved.get(key))}" for key in differ)
-        raise CifarLightningError(f"checkpoint {path} holds a {describe(saved, differ)} but this command builds a "
-                                  f"{describe(own, differ)}: add {options}")
+        raise CifarLightningError(
+            f"checkpoint {path} holds a {describe(saved, differ)} but this command builds a "
+            f"{describe(own, differ)}: add {options}"
+        )
     expected = model.state_dict()
     state = checkpoint["state_dict"]
     missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
-    reshaped = sorted(k for k in expected.keys() & state.keys()
-                      if getattr(state[k], "shape", None) != getattr(expected[k], "shape", None))
+    reshaped = sorted(
+        k
+        for k in expected.keys() & state.keys()
+        if getattr(state[k], "shape", None) != getattr(expected[k], "shape", None)
+    )
     if missing or unexpected or reshaped:
         example = (reshaped or missing or unexpected)[0]
         raise CifarLightningError(
             f"checkpoint {path} does not fit this model ({len(missing)} missing, {len(unexpected)} unexpected and "
-            f"{len(reshaped)} reshaped tensors, e.g. {example}): pass the model options it was trained with")
+            f"{len(reshaped)} reshaped tensors, e.g. {example}): pass the model options it was trained with"
+        )
 
 
 def describe(config: dict, keys: list[str]) -> str:
@@ -175,7 +198,8 @@ class ScheduleLength(Callback):
     """Stops a resumed fit whose length differs from the one its learning-rate schedule was made for.
 
     OneCycle and cosine fix their number of steps when a run starts, and the checkpoint restores it: a resumed fit with
-    more epochs would fail at the step after the schedule's end, one with fewer would stop before the rate has come down.
+    more epochs would fail at the step after the schedule's end, one with fewer would stop before the rate has come
+    down.
     """
 
     def on_train_start(self, trainer, pl_module):
@@ -187,6 +211,8 @@ class ScheduleLength(Callback):
             if planned and planned != steps:
                 epochs = planned * trainer.max_epochs / steps
                 raise CifarLightningError(
-                    f"the checkpoint's learning-rate schedule ({type(config.scheduler).__name__}) spans {planned} steps, "
+                    f"the checkpoint's learning-rate schedule ({type(config.scheduler).__name__}) spans {planned} "
+                    "steps, "
                     f"this fit {steps}: resume with the --trainer.max_epochs the run started with"
-                    + (f" ({epochs:.0f})" if epochs == int(epochs) else ""))
+                    + (f" ({epochs:.0f})" if epochs == int(epochs) else "")
+                )

@@ -111,7 +111,9 @@ def remove_if_nothing_logged(folders: list[Path]) -> None:
 
 def interrupted_message(trainer) -> str:
     """Where the newest checkpoint of the run is, and how to resume from it."""
-    paths = {getattr(cb, name, "") for cb in trainer.checkpoint_callbacks for name in ("last_model_path", "best_model_path")}
+    paths = {
+        getattr(cb, name, "") for cb in trainer.checkpoint_callbacks for name in ("last_model_path", "best_model_path")
+    }
     saved = [Path(p) for p in paths if p and Path(p).is_file()]
     if not saved:
         return "stopped before the first checkpoint was saved: nothing to resume"
@@ -123,5 +125,7 @@ def interrupted_message(trainer) -> str:
 def write_message(err: OSError) -> str:
     """One line for a place that cannot be written, naming it."""
     place = err.filename or "the run directory"
-    return (f"cannot write {place} ({err.strerror or type(err).__name__}): pass --trainer.default_root_dir with a "
-            "folder you can write to")
+    return (
+        f"cannot write {place} ({err.strerror or type(err).__name__}): pass --trainer.default_root_dir with a "
+        "folder you can write to"
+    )

@@ -35,7 +35,10 @@ def check_data_dir(data_dir: str | Path) -> None:
     """Reject a data dir that is missing or empty, saying what belongs there."""
     path = Path(data_dir)
     check(path.is_dir(), f"data dir {path} does not exist: point --data.data_dir at your copy of CIFAR-10 (see README)")
-    check(any(path.iterdir()), f"data dir {path} is empty: put cifar-10-batches-py or train/ and test/ class folders in it")
+    check(
+        any(path.iterdir()),
+        f"data dir {path} is empty: put cifar-10-batches-py or train/ and test/ class folders in it",
+    )
 
 
 def download(data_dir: str | Path) -> None:
@@ -58,7 +61,9 @@ def load_pickle(data_dir: str | Path):
     folder = root if (root / "data_batch_1").exists() else root / PICKLE_DIR
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     missing = [n for n in names if not (folder / n).is_file()]
-    check(not missing, f"no CIFAR-10 batches in {folder} (missing {', '.join(missing)}); " + OFFLINE_HINT.format(dir=root))
+    check(
+        not missing, f"no CIFAR-10 batches in {folder} (missing {', '.join(missing)}); " + OFFLINE_HINT.format(dir=root)
+    )
     arrays = []
     for name in names:
         try:
@@ -67,7 +72,9 @@ def load_pickle(data_dir: str | Path):
             x = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
             arrays.append((x, np.asarray(batch["labels"], dtype=np.int64)))
         except Exception as err:
-            raise CifarLightningError(f"corrupt CIFAR-10 batch {folder / name} ({type(err).__name__}): delete it and download again") from err
+            raise CifarLightningError(
+                f"corrupt CIFAR-10 batch {folder / name} ({type(err).__name__}): delete it and download again"
+            ) from err
     train_x = np.concatenate([x for x, _ in arrays[:5]])
     train_y = np.concatenate([y for _, y in arrays[:5]])
     return train_x, train_y, arrays[5][0], arrays[5][1]
@@ -84,8 +91,12 @@ def _image_files(split_dir: Path):
             f"wrong class folders in {split_dir}: missing {missing or 'none'}, unexpected {extra or 'none'}; "
             f"expected exactly {', '.join(CLASSES)}"
         )
-    files = [(p, label) for label, name in enumerate(CLASSES)
-             for p in sorted((split_dir / name).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+    files = [
+        (p, label)
+        for label, name in enumerate(CLASSES)
+        for p in sorted((split_dir / name).iterdir())
+        if p.suffix.lower() in IMAGE_SUFFIXES
+    ]
     check(files, f"no .png/.jpg images under {split_dir}/<class>/")
     return files
 
@@ -176,8 +187,12 @@ def load_cached(source: str, data_dir: str | Path, cache_dir: str | Path | None 
         np.savez(tmp, train_x=arrays[0], train_y=arrays[1], test_x=arrays[2], test_y=arrays[3])
         tmp.replace(cache)
     except OSError as err:  # e.g. a read-only data dir: the run goes on, decoding costs again next time
-        warnings.warn(f"could not write the decoded-image cache {cache} ({err.strerror}): the images are decoded "
-                      "again next time; --data.cache_dir picks a writable folder", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"could not write the decoded-image cache {cache} ({err.strerror}): the images are decoded "
+            "again next time; --data.cache_dir picks a writable folder",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return arrays
 
 
@@ -187,7 +202,13 @@ def set_aside(cache: Path, err: Exception) -> None:
     try:
         cache.replace(aside)
     except OSError:
-        raise CifarLightningError(f"the decoded-image cache {cache} is unreadable ({type(err).__name__}): delete it "
-                                  f"(rm {cache}) and run again") from None
-    warnings.warn(f"the decoded-image cache {cache} was unreadable ({type(err).__name__}): moved it to {aside}, "
-                  "decoding the images again", RuntimeWarning, stacklevel=3)
+        raise CifarLightningError(
+            f"the decoded-image cache {cache} is unreadable ({type(err).__name__}): delete it "
+            f"(rm {cache}) and run again"
+        ) from None
+    warnings.warn(
+        f"the decoded-image cache {cache} was unreadable ({type(err).__name__}): moved it to {aside}, "
+        "decoding the images again",
+        RuntimeWarning,
+        stacklevel=3,
+    )

@@ -1,7 +1,7 @@
 """CIFARSystem: the LightningModule that trains any classification backbone.
 
-    from cifar_lightning import CIFARSystem, build_resnet
-    system = CIFARSystem(build_resnet(depth=18), optimizer="sgd", lr=0.05, scheduler="onecycle")
+from cifar_lightning import CIFARSystem, build_resnet
+system = CIFARSystem(build_resnet(depth=18), optimizer="sgd", lr=0.05, scheduler="onecycle")
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 
 def smoothed_nll(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
-    """NLL on log-softmax outputs with label smoothing: equals ``F.cross_entropy(logits, target, label_smoothing=s)``."""
+    """NLL on log-softmax outputs with label smoothing.
+
+    Equals ``F.cross_entropy(logits, target, label_smoothing=s)``.
+    """
     nll = F.nll_loss(log_probs, target)
     if smoothing == 0:
         return nll
@@ -131,15 +134,18 @@ class CIFARSystem(L.LightningModule):
         check(0 <= label_smoothing < 1, f"label_smoothing must be in [0, 1), got {label_smoothing}")
         check(0 <= tta_translate < 8, f"tta_translate must be 0 (off) to 7 pixels, got {tta_translate}")
         check(0 < warmup_fraction < 1, f"warmup_fraction must be in (0, 1), got {warmup_fraction}")
-        check(not isinstance(compile, str) or compile in COMPILE_MODES,
-              f"compile must be true, false or one of {', '.join(COMPILE_MODES)}, got {compile!r}")
+        check(
+            not isinstance(compile, str) or compile in COMPILE_MODES,
+            f"compile must be true, false or one of {', '.join(COMPILE_MODES)}, got {compile!r}",
+        )
         self.save_hyperparameters(ignore=["backbone"])
         self.backbone = backbone if backbone is not None else CifarResNet(depth=18, num_classes=num_classes)
         self.lr = lr
         self._training_loss = training_loss  # setup() swaps in the compiled one when ``compile`` is set
         # validate_args=False: the argument checks read values back from the GPU, a sync on every step.
         self.train_acc, self.val_acc, self.test_acc = (
-            MulticlassAccuracy(num_classes, average="micro", validate_args=False) for _ in range(3))
+            MulticlassAccuracy(num_classes, average="micro", validate_args=False) for _ in range(3)
+        )
         self._channels_last = channels_last
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
@@ -148,8 +154,10 @@ class CIFARSystem(L.LightningModule):
         if self._channels_last and self.device.type == "cpu" and narrowest_conv(self.backbone) < CPU_NHWC_MIN_CHANNELS:
             # oneDNN (torch 2.14's CPU convolutions) can hang in the backward pass of NHWC convolutions this narrow
             # (widths 2 and 4 hung, 8 never did): such a fit on a CPU keeps NCHW. Same results, only the layout.
-            rank_zero_warn(f"channels_last is off for this fit: on a CPU, convolutions narrower than "
-                           f"{CPU_NHWC_MIN_CHANNELS} channels can hang in NHWC")
+            rank_zero_warn(
+                f"channels_last is off for this fit: on a CPU, convolutions narrower than "
+                f"{CPU_NHWC_MIN_CHANNELS} channels can hang in NHWC"
+            )
             self._channels_last = False
             self.backbone.to(memory_format=torch.contiguous_format)
 
@@ -167,13 +175,14 @@ class CIFARSystem(L.LightningModule):
         return self.backbone(x)
 
     def tta_views(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The test-time views of a batch: the images, their mirrors (``tta_flip``), shifted copies (``tta_translate``)."""
+        """The test-time views of a batch: the images, their mirrors (``tta_flip``), shifted copies
+        (``tta_translate``)."""
         views = [x]
         shift = self.hparams.get("tta_translate", 0)
         if shift:
             padded = F.pad(x, (shift,) * 4, mode="reflect")
             h, w = x.shape[-2:]
-            views += [padded[..., : h, : w], padded[..., 2 * shift:, 2 * shift:]]  # content moved down-right, up-left
+            views += [padded[..., :h, :w], padded[..., 2 * shift :, 2 * shift :]]  # content moved down-right, up-left
         if self.hparams.tta_flip:
             views += [v.flip(-1) for v in views]
         return views
@@ -240,8 +249,9 @@ class CIFARSystem(L.LightningModule):
         groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         fused = fused_if_cuda(decay + no_decay)
         if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=self.lr, momentum=hp.momentum, nesterov=hp.nesterov and hp.momentum > 0,
-                                  fused=fused)
+            opt = torch.optim.SGD(
+                groups, lr=self.lr, momentum=hp.momentum, nesterov=hp.nesterov and hp.momentum > 0, fused=fused
+            )
         elif hp.optimizer == "adam":
             opt = torch.optim.Adam(groups, lr=self.lr, fused=fused)
         else:
@@ -256,8 +266,12 @@ class CIFARSystem(L.LightningModule):
             return opt
         if hp.scheduler in ("onecycle", "onecycle_linear"):
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=self.lr, total_steps=steps, pct_start=warmup_share(hp.get("warmup_fraction", 0.3), steps),
-                anneal_strategy="linear" if hp.scheduler == "onecycle_linear" else "cos")
+                opt,
+                max_lr=self.lr,
+                total_steps=steps,
+                pct_start=warmup_share(hp.get("warmup_fraction", 0.3), steps),
+                anneal_strategy="linear" if hp.scheduler == "onecycle_linear" else "cos",
+            )
         else:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -271,6 +285,9 @@ def load_system(checkpoint_path: str, map_location="cpu") -> CIFARSystem:
     """Restore a :class:`CIFARSystem` with its ResNet backbone from a checkpoint file alone."""
     ckpt = torch.load(checkpoint_path, map_location=map_location, weights_only=False)
     config = ckpt.get("backbone_config")
-    check(config is not None, f"{checkpoint_path} has no backbone_config: pass backbone= to CIFARSystem.load_from_checkpoint")
+    check(
+        config is not None,
+        f"{checkpoint_path} has no backbone_config: pass backbone= to CIFARSystem.load_from_checkpoint",
+    )
     backbone = CifarResNet(**config)
     return CIFARSystem.load_from_checkpoint(checkpoint_path, map_location=map_location, backbone=backbone)

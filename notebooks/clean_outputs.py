@@ -13,8 +13,10 @@ import sys
 
 import nbformat
 
-NOISE = re.compile(r"TqdmWarning: IProgress not found|from \.autonotebook import tqdm as notebook_tqdm|"
-                   r"install \"ipywidgets\" for Jupyter|^support$|warnings\.warn\('install \"ipywidgets\"")
+NOISE = re.compile(
+    r"TqdmWarning: IProgress not found|from \.autonotebook import tqdm as notebook_tqdm|"
+    r"install \"ipywidgets\" for Jupyter|^support$|warnings\.warn\('install \"ipywidgets\""
+)
 
 
 def clean_text(text: str) -> str:
@@ -29,8 +31,12 @@ def collapse_carriage_returns(text: str) -> str:
 def merge_streams(outputs: list) -> list:
     merged = []
     for output in outputs:
-        if (output.output_type == "stream" and merged and merged[-1].output_type == "stream"
-                and merged[-1].name == output.name):
+        if (
+            output.output_type == "stream"
+            and merged
+            and merged[-1].output_type == "stream"
+            and merged[-1].name == output.name
+        ):
             merged[-1].text += output.text
         else:
             merged.append(output)

@@ -66,8 +66,11 @@ def symbol_source(path: Path, name: str) -> str:
         drop = set(range(node.body[0].lineno, node.body[0].end_lineno + 1))
         if not lines_of(source, node.body[0].end_lineno + 1).strip():
             drop.add(node.body[0].end_lineno + 1)  # and the blank line after it
-    lines = [line for number, line in enumerate(source.splitlines(), start=1)
-             if first <= number <= node.end_lineno and number not in drop]
+    lines = [
+        line
+        for number, line in enumerate(source.splitlines(), start=1)
+        if first <= number <= node.end_lineno and number not in drop
+    ]
     indent = min(len(line) - len(line.lstrip()) for line in lines if line.strip())
     return "\n".join(line[indent:] for line in lines)
 
@@ -78,7 +81,9 @@ def expand_includes(text: str) -> str:
     def include(match: re.Match) -> str:
         path = ROOT / match.group(1)
         if not path.is_file():
-            raise BuildError(f"slide {slide_number(text, match.start())} includes {match.group(1)}, which does not exist")
+            raise BuildError(
+                f"slide {slide_number(text, match.start())} includes {match.group(1)}, which does not exist"
+            )
         code = symbol_source(path, match.group(2)) if match.group(2) else path.read_text().rstrip()
         if re.search(f"{SEPARATOR}|{NOTES}", code, flags=re.MULTILINE):
             raise BuildError(f"{match.group(1)} has a line that reveal.js would read as a slide break or notes")
@@ -92,10 +97,12 @@ def referenced_figures(text: str) -> list[str]:
     names = []
     for match in FIGURE.finditer(text):
         target = match.group(2)
-        if not target.startswith("figures/") or "/" in target[len("figures/"):]:
-            raise BuildError(f"slide {slide_number(text, match.start())}: image {target} must be figures/<name> "
-                             "(a file the notebooks or benchmarks wrote)")
-        names.append(target[len("figures/"):])
+        if not target.startswith("figures/") or "/" in target[len("figures/") :]:
+            raise BuildError(
+                f"slide {slide_number(text, match.start())}: image {target} must be figures/<name> "
+                "(a file the notebooks or benchmarks wrote)"
+            )
+        names.append(target[len("figures/") :])
     return names
 
 
@@ -103,11 +110,13 @@ def inline_figures(text: str, figures: Path) -> str:
     """Swap every ``figures/NAME`` for a data URI of ``figures/NAME``; a missing file is an error."""
 
     def inline(match: re.Match) -> str:
-        name = match.group(2)[len("figures/"):]
+        name = match.group(2)[len("figures/") :]
         path = figures / name
         if not path.is_file():
-            raise BuildError(f"slide {slide_number(text, match.start())} shows figures/{name}, "
-                             f"which is missing from {figures} (run the lesson that saves it, or drop the slide)")
+            raise BuildError(
+                f"slide {slide_number(text, match.start())} shows figures/{name}, "
+                f"which is missing from {figures} (run the lesson that saves it, or drop the slide)"
+            )
         mime = MIME.get(path.suffix.lower())
         if mime is None:
             raise BuildError(f"figures/{name}: unsupported image type {path.suffix}")
@@ -175,11 +184,13 @@ def render(markdown: str, title: str) -> str:
 {script(asset("plugin/markdown.js"))}
 {script(asset("plugin/highlight.js"))}
 {script(asset("plugin/notes.js"))}
-{script('''Reveal.initialize({
+{
+        script('''Reveal.initialize({
   hash: true, slideNumber: "c/t", width: 1280, height: 720, margin: 0.04,
   transition: "fade", transitionSpeed: "fast",
   plugins: [RevealMarkdown, RevealHighlight, RevealNotes],
-});''')}
+});''')
+    }
 </body>
 </html>
 """
@@ -214,9 +225,13 @@ def talk_title(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--talk", type=Path, default=SLIDES / "talk.md", help="the talk in reveal.js Markdown")
-    parser.add_argument("--figures", type=Path, default=ROOT / "figures", help="where the figures are (default: figures/)")
+    parser.add_argument(
+        "--figures", type=Path, default=ROOT / "figures", help="where the figures are (default: figures/)"
+    )
     parser.add_argument("--out", type=Path, default=SLIDES / "build" / "index.html", help="the HTML file to write")
     parser.add_argument("--list-figures", action="store_true", help="print the figures the talk shows and exit")
     args = parser.parse_args(argv)

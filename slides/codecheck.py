@@ -50,7 +50,9 @@ CLI_PREFIXES = (["python", "-m", "cifar_lightning"], ["cifar-lightning"])
 
 def safe_to_call(func) -> bool:
     """A package constructor or builder the check may run to validate a slide's arguments (no side effects)."""
-    return getattr(func, "__name__", "") in SAFE_TO_CALL and getattr(func, "__module__", "").startswith("cifar_lightning")
+    return getattr(func, "__name__", "") in SAFE_TO_CALL and getattr(func, "__module__", "").startswith(
+        "cifar_lightning"
+    )
 
 
 @dataclass
@@ -119,7 +121,9 @@ class PythonCheck:
             owner = base.cls if isinstance(base, Instance) else base
             if not hasattr(owner, node.attr):
                 if not isinstance(base, Instance):  # instances may set attributes in __init__
-                    self.problems.append(f"{ast.unparse(node)}: {ast.unparse(node.value)} has no attribute {node.attr!r}")
+                    self.problems.append(
+                        f"{ast.unparse(node)}: {ast.unparse(node.value)} has no attribute {node.attr!r}"
+                    )
                 return None
             value = getattr(owner, node.attr)
             return (base, value) if isinstance(base, Instance) and callable(value) else value
@@ -193,7 +197,7 @@ def cli_commands(code: str) -> list[list[str]]:
         words = shlex.split(line, comments=True)
         for prefix in CLI_PREFIXES:
             if words[: len(prefix)] == prefix:
-                commands.append(words[len(prefix):])
+                commands.append(words[len(prefix) :])
     return commands
 
 

@@ -33,8 +33,10 @@ def write_pickle_batches(root, per_batch=20, seed=0):
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 "labels": list(rng.integers(0, 10, per_batch))}
+        batch = {
+            "data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+            "labels": list(rng.integers(0, 10, per_batch)),
+        }
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f)
     return root
@@ -79,12 +81,14 @@ def logged_rows():
     """A metrics table as CSVLogger writes it: step rows with train_loss, epoch rows with val_acc, NaN elsewhere."""
     import pandas as pd
 
-    return pd.DataFrame({
-        "epoch": [0, 0, 0, 1, 1, 1],
-        "step": [0, 1, 1, 2, 3, 3],
-        "train_loss": [2.3, 2.0, np.nan, 1.8, 1.5, np.nan],
-        "val_acc": [np.nan, np.nan, 0.4, np.nan, np.nan, 0.6],
-    })
+    return pd.DataFrame(
+        {
+            "epoch": [0, 0, 0, 1, 1, 1],
+            "step": [0, 1, 1, 2, 3, 3],
+            "train_loss": [2.3, 2.0, np.nan, 1.8, 1.5, np.nan],
+            "val_acc": [np.nan, np.nan, 0.4, np.nan, np.nan, 0.6],
+        }
+    )
 
 
 @pytest.fixture
@@ -120,8 +124,9 @@ def csv_run(tmp_path):
 
     def run(name, epochs=3):
         logger = CSVLogger(save_dir=tmp_path, name=name)
-        trainer = cpu_trainer(tmp_path, max_epochs=epochs, logger=logger, log_every_n_steps=1,
-                              enable_checkpointing=False)
+        trainer = cpu_trainer(
+            tmp_path, max_epochs=epochs, logger=logger, log_every_n_steps=1, enable_checkpointing=False
+        )
         trainer.fit(Logs())
         return logger.log_dir
 

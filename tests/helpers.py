@@ -6,8 +6,14 @@ import lightning as L
 def cpu_trainer(root, **kwargs) -> L.Trainer:
     """A quiet one-process CPU Trainer writing under ``root``: no logger, progress bar or model summary unless
     ``kwargs`` say otherwise."""
-    options = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                   default_root_dir=root)
+    options = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+    )
     return L.Trainer(**{**options, **kwargs})
 
 
@@ -19,9 +25,14 @@ class SaveRankWeights(L.Callback):
         import torch
 
         strategy = type(trainer.strategy)
-        torch.save({"strategy": f"{strategy.__module__}.{strategy.__qualname__}", "world_size": trainer.world_size,
-                    "parameters": {name: p.detach().cpu() for name, p in pl_module.named_parameters()}},
-                   f"{trainer.default_root_dir}/rank{trainer.global_rank}.pt")
+        torch.save(
+            {
+                "strategy": f"{strategy.__module__}.{strategy.__qualname__}",
+                "world_size": trainer.world_size,
+                "parameters": {name: p.detach().cpu() for name, p in pl_module.named_parameters()},
+            },
+            f"{trainer.default_root_dir}/rank{trainer.global_rank}.pt",
+        )
 
 
 class StallAt(L.Callback):

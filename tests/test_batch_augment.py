@@ -79,8 +79,11 @@ def test_eval_transform_equals_v2_normalize_exactly():
     out = BatchTransform("none", "cifar10")(x)
     assert out.dtype == torch.float32 and torch.allclose(out, ref, atol=1e-5)
     mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
-    assert torch.allclose(BatchTransform("none", "cifar10")(torch.zeros(1, 3, 4, 4, dtype=torch.uint8)),
-                          (-mean / torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)).expand(1, 3, 4, 4), atol=1e-6)
+    assert torch.allclose(
+        BatchTransform("none", "cifar10")(torch.zeros(1, 3, 4, 4, dtype=torch.uint8)),
+        (-mean / torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)).expand(1, 3, 4, 4),
+        atol=1e-6,
+    )
 
 
 def test_rotation_zero_is_identity_and_fill_is_black():

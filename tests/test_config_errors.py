@@ -21,7 +21,8 @@ def test_yaml_syntax_error_names_the_file(capsys, tmp_path):
     good.write_text("trainer:\n  max_epochs: 2\n")
     bad.write_text("trainer:\n  max_epochs: 3\n   devices: [1\n")
     assert only_line(capsys, ["fit", "--config", str(good), "--config", str(bad)]).startswith(
-        f"error: {bad} is not valid YAML at line 3")
+        f"error: {bad} is not valid YAML at line 3"
+    )
 
 
 def test_unknown_key_in_a_config_file(capsys, tmp_path):
@@ -29,14 +30,20 @@ def test_unknown_key_in_a_config_file(capsys, tmp_path):
     good.write_text("model:\n  lr: 0.1\n")
     typo.write_text("trainer:\n  max_epoch: 3\n")
     assert only_line(capsys, ["fit", *SMALL, "--config", str(typo), "--config", str(good)]) == (
-        f"error: unknown key trainer.max_epoch in {typo} (did you mean trainer.max_epochs?)")
+        f"error: unknown key trainer.max_epoch in {typo} (did you mean trainer.max_epochs?)"
+    )
 
 
-@pytest.mark.parametrize("args,line", [
-    (["--modle.lr", "0.1"], "error: unknown option --modle.lr (did you mean --model.lr?)"),
-    (["--model.lr", "fast"], "error: Parser key \"model.lr\": Expected a <class 'float'>. Got value: fast"),
-    (["--model.backbone", "mynet.Net"],
-     "error: Parser key \"model.backbone\": Problem with given class_path 'mynet.Net': No module named 'mynet'"),
-])
+@pytest.mark.parametrize(
+    "args,line",
+    [
+        (["--modle.lr", "0.1"], "error: unknown option --modle.lr (did you mean --model.lr?)"),
+        (["--model.lr", "fast"], "error: Parser key \"model.lr\": Expected a <class 'float'>. Got value: fast"),
+        (
+            ["--model.backbone", "mynet.Net"],
+            "error: Parser key \"model.backbone\": Problem with given class_path 'mynet.Net': No module named 'mynet'",
+        ),
+    ],
+)
 def test_bad_option_on_the_command_line(capsys, args, line):
     assert only_line(capsys, ["fit", *SMALL, *args]) == line

@@ -18,9 +18,23 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cpu.yaml"
 
 
 def test_cpu_config_fast_dev_run_on_synthetic_data(tmp_path, capsys):
-    main(["fit", "--config", str(CONFIG), "--data.source", "synthetic", "--data.synthetic_size", "[512, 256]",
-          "--trainer.fast_dev_run", "true", "--trainer.default_root_dir", str(tmp_path),
-          "--trainer.enable_progress_bar", "false"])
+    main(
+        [
+            "fit",
+            "--config",
+            str(CONFIG),
+            "--data.source",
+            "synthetic",
+            "--data.synthetic_size",
+            "[512, 256]",
+            "--trainer.fast_dev_run",
+            "true",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
     out = capsys.readouterr().out
     assert "test accuracy:" in out  # fit ran, then the test of the (in-memory) weights
 
@@ -62,10 +76,29 @@ def test_imagenet_weights_refuse_nonstandard_blocks():
 
 
 def test_checkpoint_of_shallow_resnet_restores(tmp_path):
-    main(["fit", "--config", str(CONFIG), "--data.source", "synthetic", "--data.synthetic_size", "[512, 256]",
-          "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
-          "--test_after_fit", "false", "--trainer.default_root_dir", str(tmp_path),
-          "--trainer.enable_progress_bar", "false"])
+    main(
+        [
+            "fit",
+            "--config",
+            str(CONFIG),
+            "--data.source",
+            "synthetic",
+            "--data.synthetic_size",
+            "[512, 256]",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            "--test_after_fit",
+            "false",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
     ckpt = next(tmp_path.rglob("last.ckpt"))
     system = load_system(str(ckpt))
     assert system.backbone.config["blocks"] == [1, 1, 1, 1]

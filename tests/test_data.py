@@ -64,7 +64,9 @@ def test_normalization_and_resize():
 
 
 def test_folder_source_decodes_once(image_folder, tmp_path, monkeypatch):
-    dm = CIFAR10DataModule(data_dir=str(image_folder), source="folder", cache_dir=str(tmp_path / "cache"), val_fraction=0.5)
+    dm = CIFAR10DataModule(
+        data_dir=str(image_folder), source="folder", cache_dir=str(tmp_path / "cache"), val_fraction=0.5
+    )
     dm.setup()
     assert len(dm.train_labels) + len(dm.val_labels) == 60 and len(dm.test_labels) == 20
     assert sorted(torch.cat([dm.train_labels, dm.val_labels]).bincount().tolist()) == [6] * 10
@@ -74,7 +76,9 @@ def test_folder_source_decodes_once(image_folder, tmp_path, monkeypatch):
         raise AssertionError("decoded again although cached")
 
     monkeypatch.setattr(sources, "_decode", no_decode)
-    again = CIFAR10DataModule(data_dir=str(image_folder), source="folder", cache_dir=str(tmp_path / "cache"), val_fraction=0.5)
+    again = CIFAR10DataModule(
+        data_dir=str(image_folder), source="folder", cache_dir=str(tmp_path / "cache"), val_fraction=0.5
+    )
     again.setup()
     assert torch.equal(again.test_images, dm.test_images)
 

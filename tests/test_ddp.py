@@ -21,25 +21,55 @@ from cifar_lightning.errors import CifarLightningError
 from cifar_lightning.global_batch import describe, global_batch_size, linear_scaled_lr
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--trainer.accelerator", "cpu", "--data.source", "synthetic", "--data.synthetic_size", "[256, 64]",
-        "--model.backbone.width", "8", "--data.batch_size", "32", "--trainer.max_epochs", "1",
-        "--trainer.enable_progress_bar", "false", "--data.num_workers", "0",
-        "--trainer.callbacks+", "tests.helpers.SaveRankWeights"]
+TINY = [
+    "--trainer.accelerator",
+    "cpu",
+    "--data.source",
+    "synthetic",
+    "--data.synthetic_size",
+    "[256, 64]",
+    "--model.backbone.width",
+    "8",
+    "--data.batch_size",
+    "32",
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--data.num_workers",
+    "0",
+    "--trainer.callbacks+",
+    "tests.helpers.SaveRankWeights",
+]
 
 
 def test_cli_ddp_is_lightnings_ddp_strategy():
-    cli = build_cli(["--trainer.devices", "2", "--trainer.accelerator", "cpu", "--data.source", "synthetic",
-                     "--trainer.strategy", "ddp"], run=False)
+    cli = build_cli(
+        [
+            "--trainer.devices",
+            "2",
+            "--trainer.accelerator",
+            "cpu",
+            "--data.source",
+            "synthetic",
+            "--trainer.strategy",
+            "ddp",
+        ],
+        run=False,
+    )
     assert type(cli.trainer.strategy) is DDPStrategy and cli.trainer.strategy.num_processes == 2
 
 
 def test_ddp_config_on_top_of_full_changes_only_its_own_settings():
     """configs/ddp.yaml after configs/full.yaml: two GPUs with Lightning's DDP, the scaled lr, more epochs, a shorter
     EMA; the rest of the recipe (crops, progress bar, batch per process, backbone) is full.yaml's."""
+
     def parsed(*configs):
         args = [arg for c in configs for arg in ("--config", str(ROOT / c))]
-        cli = build_cli([*args, "--trainer.accelerator", "cpu", "--trainer.precision", "32-true",
-                         "--data.source", "synthetic"], run=False)
+        cli = build_cli(
+            [*args, "--trainer.accelerator", "cpu", "--trainer.precision", "32-true", "--data.source", "synthetic"],
+            run=False,
+        )
         return cli, {type(cb).__name__: cb for cb in cli.trainer.callbacks}
 
     one, one_cbs = parsed("configs/full.yaml")
@@ -66,16 +96,30 @@ def free_port() -> int:
 def cli_command(root: Path, *args: str, launcher: tuple[str, ...] = (sys.executable,)) -> list[str]:
     """``python -m cifar_lightning fit`` on configs/quick.yaml with tiny synthetic data, writing under ``root``;
     ``launcher`` starts it (default: python, and Lightning starts the other processes inside ``fit``)."""
-    return [*launcher, "-m", "cifar_lightning", "fit", "--config", str(ROOT / "configs/quick.yaml"), *TINY,
-            "--trainer.default_root_dir", str(root), *args]
+    return [
+        *launcher,
+        "-m",
+        "cifar_lightning",
+        "fit",
+        "--config",
+        str(ROOT / "configs/quick.yaml"),
+        *TINY,
+        "--trainer.default_root_dir",
+        str(root),
+        *args,
+    ]
 
 
 def run_all(commands: list[list[str]], root: Path) -> list[subprocess.CompletedProcess]:
     """Start every command at once (several "nodes" must meet at the rendezvous), wait for all, check each."""
     root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    procs = [subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              stdin=subprocess.DEVNULL) for cmd in commands]
+    procs = [
+        subprocess.Popen(
+            cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
+        )
+        for cmd in commands
+    ]
     done = []
     for proc, cmd in zip(procs, commands, strict=True):
         out, err = proc.communicate(timeout=600)
@@ -102,8 +146,20 @@ def assert_same_ddp_weights(ranks: list[dict]) -> None:
 
 def test_two_process_fit_through_the_cli_with_lightnings_ddp(tmp_path):
     """The README's command on a CPU: ``--trainer.devices 2 --trainer.strategy ddp``, Lightning's launcher."""
-    (done,) = run_all([cli_command(tmp_path, "--trainer.devices", "2", "--trainer.strategy", "ddp",
-                                   "--trainer.callbacks+", "cifar_lightning.WeightDigest")], tmp_path)
+    (done,) = run_all(
+        [
+            cli_command(
+                tmp_path,
+                "--trainer.devices",
+                "2",
+                "--trainer.strategy",
+                "ddp",
+                "--trainer.callbacks+",
+                "cifar_lightning.WeightDigest",
+            )
+        ],
+        tmp_path,
+    )
     assert_same_ddp_weights(rank_weights(tmp_path))
     # WeightDigest (lesson 08): one line per process, on the pipe both share, with the same parameter digest
     lines = sorted(line for line in done.stdout.splitlines() if line.startswith("rank "))
@@ -118,11 +174,35 @@ def test_two_nodes_on_localhost_through_torchrun(tmp_path):
     """Two torchrun launchers, one per "node" (``--nnodes 2 --node-rank 0/1``, one process each), meet at a
     rendezvous on localhost; the CLI trains with ``--trainer.num_nodes 2`` and tests the best checkpoint."""
     port = free_port()
-    commands = [cli_command(tmp_path, "--trainer.devices", "1", "--trainer.num_nodes", "2", "--trainer.strategy", "ddp",
-                            launcher=(sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank",
-                                      str(node), "--nproc-per-node", "1", "--rdzv-backend", "c10d",
-                                      "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes"))
-                for node in (0, 1)]
+    commands = [
+        cli_command(
+            tmp_path,
+            "--trainer.devices",
+            "1",
+            "--trainer.num_nodes",
+            "2",
+            "--trainer.strategy",
+            "ddp",
+            launcher=(
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--node-rank",
+                str(node),
+                "--nproc-per-node",
+                "1",
+                "--rdzv-backend",
+                "c10d",
+                "--rdzv-endpoint",
+                f"127.0.0.1:{port}",
+                "--rdzv-id",
+                "two-nodes",
+            ),
+        )
+        for node in (0, 1)
+    ]
     done = run_all(commands, tmp_path)
     assert_same_ddp_weights(rank_weights(tmp_path))
     out = "".join(proc.stdout for proc in done)
@@ -139,7 +219,8 @@ def test_global_batch_arithmetic():
         global_batch_size(32, num_nodes=0)
     trainer = type("T", (), {"num_devices": 4, "num_nodes": 2, "accumulate_grad_batches": 3})()
     assert describe(trainer, 128) == (
-        "global batch 3072 = 128 per process x 4 processes per node x 2 nodes x 3 accumulated batches")
+        "global batch 3072 = 128 per process x 4 processes per node x 2 nodes x 3 accumulated batches"
+    )
 
 
 def test_tensor_digest_tells_bit_identical_tensors_apart():
@@ -158,4 +239,5 @@ def test_weight_digest_prints_rank_strategy_and_digests(capsys):
     WeightDigest().on_fit_end(trainer, module)
     assert capsys.readouterr().out == (
         f"rank 1/2 lightning.pytorch.strategies.ddp.DDPStrategy: parameters {tensor_digest(module.parameters())} | "
-        f"buffers {tensor_digest(module.buffers())}\n")
+        f"buffers {tensor_digest(module.buffers())}\n"
+    )

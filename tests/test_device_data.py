@@ -31,8 +31,10 @@ def test_eval_shards_are_disjoint_and_complete(world):
 @pytest.mark.parametrize("world", [1, 2, 3])
 def test_train_shards_are_disjoint_equal_and_reshuffled_each_epoch(world):
     images, labels = data()
-    loaders = [DeviceLoader(images, labels, 8, shuffle=True, drop_last=True, seed=5, rank=r, world_size=world)
-               for r in range(world)]
+    loaders = [
+        DeviceLoader(images, labels, 8, shuffle=True, drop_last=True, seed=5, rank=r, world_size=world)
+        for r in range(world)
+    ]
     assert len({len(dl) for dl in loaders}) == 1  # same number of steps on every rank
     assert len(loaders[0]) == (103 // world) // 8
     orders = []
@@ -94,24 +96,31 @@ class Recorder(L.Callback):
 
 def tiny_net():
     """A small conv net: the test is about the data path, and a ResNet-18 is slow on a shared CPU."""
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, stride=2), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
-                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10))
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, stride=2),
+        torch.nn.BatchNorm2d(16),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 10),
+    )
 
 
 def test_cpu_fallback_fit_augments_training_batches_and_learns(tmp_path):
     L.seed_everything(0)
-    dm = CIFAR10DataModule(source="synthetic", batch_size=100, synthetic_size=(1000, 200), on_device=True,
-                           augment="flip_crop")
-    system = CIFARSystem(tiny_net(), lr=0.05, scheduler="onecycle_linear",
-                         label_smoothing=0.1, channels_last=True)
+    dm = CIFAR10DataModule(
+        source="synthetic", batch_size=100, synthetic_size=(1000, 200), on_device=True, augment="flip_crop"
+    )
+    system = CIFARSystem(tiny_net(), lr=0.05, scheduler="onecycle_linear", label_smoothing=0.1, channels_last=True)
     rec = Recorder()
     trainer = cpu_trainer(tmp_path, max_epochs=3, enable_checkpointing=False, callbacks=[rec])
     trainer.fit(system, datamodule=dm)
     assert trainer.num_training_batches == 9  # 900 training images, batch 100
     first = rec.batches[0][0]
     assert first.dtype == torch.float32 and first.shape == (100, 3, 32, 32)
-    raw = next(iter(DeviceLoader(dm.train_images, dm.train_labels, 100, shuffle=True, drop_last=True,
-                                 seed=dm.seed + 0)))  # what epoch 0 served before augmentation
+    raw = next(
+        iter(DeviceLoader(dm.train_images, dm.train_labels, 100, shuffle=True, drop_last=True, seed=dm.seed + 0))
+    )  # what epoch 0 served before augmentation
     plain = dm.batch_eval_transform(raw[0])
     assert not torch.allclose(first, plain)  # training batches were augmented, not only normalized
     assert not torch.equal(rec.batches[0][1], rec.batches[1][1])  # epoch 1 served another order

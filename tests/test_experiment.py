@@ -85,8 +85,15 @@ def test_profile_table_sorts_by_total_time():
 @pytest.mark.parametrize("algorithm", ["norm", "value"])
 def test_grad_norm_logger_sees_clipping(tmp_path, datamodule, algorithm):
     limit = 0.01  # far below the gradients of a fresh network, so every step is clipped
-    _, metrics = fit_experiment(tmp_path / algorithm, tiny_system, datamodule, callbacks=[GradNormLogger()],
-                                gradient_clip_val=limit, gradient_clip_algorithm=algorithm, **TINY)
+    _, metrics = fit_experiment(
+        tmp_path / algorithm,
+        tiny_system,
+        datamodule,
+        callbacks=[GradNormLogger()],
+        gradient_clip_val=limit,
+        gradient_clip_algorithm=algorithm,
+        **TINY,
+    )
     rows = metrics.dropna(subset=["grad_norm"])
     assert len(rows) == 3  # one per optimizer step
     before = rows["grad_norm"].to_numpy()
@@ -100,8 +107,9 @@ def test_grad_norm_logger_sees_clipping(tmp_path, datamodule, algorithm):
 
 
 def test_grad_norm_logger_logs_once_per_accumulated_step(tmp_path, datamodule):
-    _, metrics = fit_experiment(tmp_path / "acc", tiny_system, datamodule, callbacks=[GradNormLogger()],
-                                accumulate_grad_batches=3, **TINY)
+    _, metrics = fit_experiment(
+        tmp_path / "acc", tiny_system, datamodule, callbacks=[GradNormLogger()], accumulate_grad_batches=3, **TINY
+    )
     assert metrics["grad_norm"].notna().sum() == 1
     assert metrics["grad_norm_clipped"].notna().sum() == 1
     # without clipping the optimizer applies the gradient as it is

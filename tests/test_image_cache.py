@@ -27,12 +27,16 @@ def test_corrupt_cache_is_set_aside_and_rebuilt(tmp_path, image_folder):
     arrays = sources.load_cached("folder", image_folder, tmp_path / "cache")
     (cache,) = (tmp_path / "cache").glob("*.npz")
     cache.write_bytes(cache.read_bytes()[:1000])  # a write cut short
-    with pytest.warns(RuntimeWarning, match=f"cache {cache} was unreadable .*moved it to {cache.with_suffix('.corrupt')}"):
+    with pytest.warns(
+        RuntimeWarning, match=f"cache {cache} was unreadable .*moved it to {cache.with_suffix('.corrupt')}"
+    ):
         rebuilt = sources.load_cached("folder", image_folder, tmp_path / "cache")
     assert all(np.array_equal(a, b) for a, b in zip(arrays, rebuilt, strict=True))
     assert cache.with_suffix(".corrupt").is_file()
-    assert all(np.array_equal(a, b) for a, b in zip(arrays, sources.load_cached("folder", image_folder,
-                                                                               tmp_path / "cache"), strict=True))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(arrays, sources.load_cached("folder", image_folder, tmp_path / "cache"), strict=True)
+    )
 
 
 def test_corrupt_cache_that_cannot_be_moved_is_named_in_one_line(capsys, tmp_path, image_folder, monkeypatch):
@@ -46,7 +50,20 @@ def test_corrupt_cache_that_cannot_be_moved_is_named_in_one_line(capsys, tmp_pat
     monkeypatch.setattr(type(cache), "replace", refuse)
     with pytest.raises(CifarLightningError, match=f"delete it \\(rm {cache}\\)"):
         sources.load_cached("folder", image_folder, tmp_path / "cache")
-    fails_with(capsys, ["fit", *SMALL, "--data.source", "folder", "--data.data_dir", str(image_folder),
-                        "--data.cache_dir", str(tmp_path / "cache"), "--trainer.default_root_dir", str(tmp_path / "runs")],
-               f"delete it (rm {cache}) and run again")
+    fails_with(
+        capsys,
+        [
+            "fit",
+            *SMALL,
+            "--data.source",
+            "folder",
+            "--data.data_dir",
+            str(image_folder),
+            "--data.cache_dir",
+            str(tmp_path / "cache"),
+            "--trainer.default_root_dir",
+            str(tmp_path / "runs"),
+        ],
+        f"delete it (rm {cache}) and run again",
+    )
     assert not (tmp_path / "runs").exists()  # the failed run left no empty version folder

@@ -10,8 +10,14 @@ def test_last_ckpt_is_the_final_epoch_even_without_improvement(tmp_path, one_thr
     dm = CIFAR10DataModule(source="synthetic", batch_size=16, num_workers=0, synthetic_size=(64, 16), subset=32)
     # monitor a metric that never improves after epoch 0: the best checkpoint stays at epoch 0
     callbacks = build_callbacks(monitor="step", mode="min", lr_monitor=False)
-    trainer, _ = fit_experiment(tmp_path / "run", lambda: CIFARSystem(build_resnet(width=4), scheduler="none"), dm,
-                                callbacks=callbacks, max_epochs=3, limit_val_batches=1)
+    trainer, _ = fit_experiment(
+        tmp_path / "run",
+        lambda: CIFARSystem(build_resnet(width=4), scheduler="none"),
+        dm,
+        callbacks=callbacks,
+        max_epochs=3,
+        limit_val_batches=1,
+    )
     folder = tmp_path / "run" / "checkpoints"
     assert (folder / "last.ckpt").is_file()
     assert torch.load(folder / "last.ckpt", weights_only=False)["epoch"] == 2

@@ -34,10 +34,15 @@ def test_cifar_stem_keeps_resolution():
 @pytest.mark.parametrize("depth", [18, 34])
 def test_feature_map_sides(depth):
     stages = ["stem", "layer1", "layer2", "layer3", "layer4"]
-    for cifar_stem, size, sides in [(True, 32, [32, 32, 16, 8, 4]), (False, 32, [8, 8, 4, 2, 1]),
-                                    (False, 224, [56, 56, 28, 14, 7])]:
+    for cifar_stem, size, sides in [
+        (True, 32, [32, 32, 16, 8, 4]),
+        (False, 32, [8, 8, 4, 2, 1]),
+        (False, 224, [56, 56, 28, 14, 7]),
+    ]:
         found = feature_map_sides(depth=depth, cifar_stem=cifar_stem, size=size)
-        assert list(found.items()) == list(zip(stages, sides, strict=True))  # in order: the columns of lesson 03's table
+        assert list(found.items()) == list(
+            zip(stages, sides, strict=True)
+        )  # in order: the columns of lesson 03's table
 
 
 @pytest.mark.parametrize("cifar_stem", [True, False])
@@ -47,6 +52,7 @@ def test_feature_map_sides_match_a_real_forward_pass(cifar_stem):
     def record(name):
         def hook(module, args, out):
             seen[name] = out.shape[-1]
+
         return hook
 
     for name in ["layer1", "layer2", "layer3", "layer4"]:

@@ -107,14 +107,20 @@ class SaveAtTrainStart(Callback):
 
 
 def test_resuming_a_fit_restores_both_the_raw_weights_and_the_average(tmp_path):
-    _, _, first = tiny_fit(tmp_path / "first", EMAWeights(decay=0.9), latest_checkpoint(tmp_path / "ckpt"),
-                           max_epochs=1)
+    _, _, first = tiny_fit(
+        tmp_path / "first", EMAWeights(decay=0.9), latest_checkpoint(tmp_path / "ckpt"), max_epochs=1
+    )
     last = tmp_path / "ckpt" / "last.ckpt"
     saved = torch.load(last, weights_only=False)
     assert not same_tensors(saved["state_dict"], saved["current_model_state"])
     # a fresh system from another seed: whatever it holds after the restore came from the checkpoint
-    tiny_fit(tmp_path / "resumed", EMAWeights(decay=0.9), SaveAtTrainStart(tmp_path / "restored.ckpt"),
-             ckpt_path=str(last), seed=1)
+    tiny_fit(
+        tmp_path / "resumed",
+        EMAWeights(decay=0.9),
+        SaveAtTrainStart(tmp_path / "restored.ckpt"),
+        ckpt_path=str(last),
+        seed=1,
+    )
     restored = torch.load(tmp_path / "restored.ckpt", weights_only=False)
     assert same_tensors(restored["state_dict"], saved["state_dict"])  # the average
     assert same_tensors(restored["current_model_state"], saved["current_model_state"])  # the raw weights

@@ -21,14 +21,22 @@ _clock = itertools.count()
 def record(setting: str, seed: int, val: list[float], test_acc: float, seconds: float, speed=(100.0, 300.0, 500.0)):
     history = [{"step": 10 * e, "epoch": e, "val_acc": v, "val_loss": 1.0} for e, v in enumerate(val)]
     history += [{"step": 10 * e + 9, "epoch": e, "images_per_sec": s} for e, s in enumerate(speed)]
-    return {"id": f"{setting}{seed}", "name": f"{setting}-seed{seed}", "group": setting,
-            "created": f"2026-11-26T08:00:{next(_clock):02d}",
-            "config": {"setting": setting, "global_seed": seed, "seed": 42, "lr": 0.1, "optimizer": "sgd"},
-            "summary": {"test_acc": test_acc, "fit_seconds": seconds}, "history": history}
+    return {
+        "id": f"{setting}{seed}",
+        "name": f"{setting}-seed{seed}",
+        "group": setting,
+        "created": f"2026-11-26T08:00:{next(_clock):02d}",
+        "config": {"setting": setting, "global_seed": seed, "seed": 42, "lr": 0.1, "optimizer": "sgd"},
+        "summary": {"test_acc": test_acc, "fit_seconds": seconds},
+        "history": history,
+    }
 
 
-RECORDS = [record("baseline", 0, [0.5, 0.7, 0.8], 0.80, 10.0), record("baseline", 1, [0.4, 0.6, 0.9], 0.90, 12.0),
-           record("adam", 0, [0.3, 0.5, 0.6], 0.60, 11.0)]
+RECORDS = [
+    record("baseline", 0, [0.5, 0.7, 0.8], 0.80, 10.0),
+    record("baseline", 1, [0.4, 0.6, 0.9], 0.90, 12.0),
+    record("adam", 0, [0.3, 0.5, 0.6], 0.60, 11.0),
+]
 
 
 def test_tables_and_summary_from_records():
@@ -96,8 +104,9 @@ def test_online_source_reads_the_wandb_api(monkeypatch):
     assert api.calls == [("me/p", {"tags": {"$in": ["t1"]}})]
     online = results.summarize(results.runs_table(records))
     local = results.summarize(results.runs_table(RECORDS))
-    pd.testing.assert_frame_equal(online.drop(columns="images_per_sec_mean"),
-                                  local.drop(columns="images_per_sec_mean"))  # W&B keeps only val rows here
+    pd.testing.assert_frame_equal(
+        online.drop(columns="images_per_sec_mean"), local.drop(columns="images_per_sec_mean")
+    )  # W&B keeps only val rows here
     assert results.curves_table(records)["val_acc"].tolist() == results.curves_table(RECORDS)["val_acc"].tolist()
 
 
@@ -127,8 +136,22 @@ def test_comparison_runner_smoke_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
     monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
     out, summary_dir = tmp_path / "runs", tmp_path / "summary"
-    done = comparison.main(["--smoke", "--settings", "baseline,lr_finder_div10", "--baseline-seeds", "2",
-                            "--out", str(out), "--summary", str(summary_dir), "--tag", "smoke-test", "--no-media"])
+    done = comparison.main(
+        [
+            "--smoke",
+            "--settings",
+            "baseline,lr_finder_div10",
+            "--baseline-seeds",
+            "2",
+            "--out",
+            str(out),
+            "--summary",
+            str(summary_dir),
+            "--tag",
+            "smoke-test",
+            "--no-media",
+        ]
+    )
     summary = done["summary"].set_index("setting")
     assert summary["runs"].to_dict() == {"baseline": 2, "lr_finder_div10": 1}
     assert summary.loc["lr_finder_div10", "lr"] == pytest.approx(done["meta"]["lr_finder_suggestion"] / 10)
@@ -164,18 +187,32 @@ def test_load_comparison_falls_back_to_local_records_then_to_the_committed_copy(
     runs, curves, where = results.load_comparison(tmp_path / "runs", tmp_path / "committed")
     assert where.startswith("local run records") and runs["id"].tolist() == ["baseline0"] and len(curves) == 3
 
-    results.save_compact(results.runs_table(RECORDS), results.curves_table(RECORDS), tmp_path / "committed",
-                         meta={"device": "NVIDIA H100", "note": "JPEG copy of CIFAR-10"})
+    results.save_compact(
+        results.runs_table(RECORDS),
+        results.curves_table(RECORDS),
+        tmp_path / "committed",
+        meta={"device": "NVIDIA H100", "note": "JPEG copy of CIFAR-10"},
+    )
     monkeypatch.setenv("WANDB_MODE", "offline")
     runs, _, where = results.load_comparison(tmp_path / "nothing-here", tmp_path / "committed")
     assert len(runs) == 3 and "NVIDIA H100, JPEG copy of CIFAR-10" in where
 
 
 def test_benchmark_table_reads_the_gpu_benchmark_summary(tmp_path):
-    row = {"config": "configs/full.yaml", "extra": "", "gpus": 1, "seeds": [0, 1, 2], "epochs": 18,
-           "test_acc": [0.8867, 0.0037], "fit_s": [25.5, 1.7], "images_per_s": [38178.0, 2227.0]}
-    summary = {"versions": {"card": "NVIDIA H100 80GB HBM3"},
-               "rows": [{"name": "full", **row}, {"name": "classic", **row, "seeds": [0], "test_acc": [0.8958, 0.0]}]}
+    row = {
+        "config": "configs/full.yaml",
+        "extra": "",
+        "gpus": 1,
+        "seeds": [0, 1, 2],
+        "epochs": 18,
+        "test_acc": [0.8867, 0.0037],
+        "fit_s": [25.5, 1.7],
+        "images_per_s": [38178.0, 2227.0],
+    }
+    summary = {
+        "versions": {"card": "NVIDIA H100 80GB HBM3"},
+        "rows": [{"name": "full", **row}, {"name": "classic", **row, "seeds": [0], "test_acc": [0.8958, 0.0]}],
+    }
     path = tmp_path / "gpu-recipes.json"
     path.write_text(json.dumps(summary))
     table = results.benchmark_table(path, ["classic", "full"])

@@ -19,8 +19,17 @@ from tests.test_cli import SMALL, fails_with
 
 ROOT = Path(__file__).resolve().parents[1]
 # Deterministic CPU fits of 3 epochs (7 steps each) on tiny synthetic data; one thread so every run adds up alike.
-EXACT = [*SMALL, "--data.batch_size", "32", "--trainer.max_epochs", "3", "--trainer.deterministic", "true",
-         "--trainer.enable_model_summary", "false"]
+EXACT = [
+    *SMALL,
+    "--data.batch_size",
+    "32",
+    "--trainer.max_epochs",
+    "3",
+    "--trainer.deterministic",
+    "true",
+    "--trainer.enable_model_summary",
+    "false",
+]
 PATHS = {  # the CPU DataLoader (worker processes, per-sample transforms) and the GPU-resident loader's path, on the CPU
     "cpu_loader": ["--data.num_workers", "2", "--data.augment", "flip_crop_rotate"],
     "on_device": ["--data.on_device", "true", "--data.augment", "flip_crop_rotate"],
@@ -37,11 +46,21 @@ FULL_RECIPE = """trainer:
 
 def start(*args, cwd) -> subprocess.Popen:
     """``python -m cifar_lightning ARGS`` in a process group of its own (signals reach its loader workers too)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.Popen([sys.executable, "-m", "cifar_lightning", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "cifar_lightning", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
@@ -52,9 +71,11 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str, s
 def stall_config(folder: Path, epoch: int, batch: int = 3, seconds: float = 300) -> tuple[Path, Path]:
     """A config adding :class:`tests.helpers.StallAt` (and the marker file it touches)."""
     marker, config = folder / "stalled", folder / "stall.yaml"
-    config.write_text(f"trainer:\n  callbacks+:\n    - class_path: tests.helpers.StallAt\n      init_args:\n"
-                      f"        epoch: {epoch}\n        batch: {batch}\n        marker: {marker}\n"
-                      f"        seconds: {seconds}\n")
+    config.write_text(
+        f"trainer:\n  callbacks+:\n    - class_path: tests.helpers.StallAt\n      init_args:\n"
+        f"        epoch: {epoch}\n        batch: {batch}\n        marker: {marker}\n"
+        f"        seconds: {seconds}\n"
+    )
     return config, marker
 
 
@@ -105,22 +126,29 @@ def test_killed_fit_resumes_bit_identical(tmp_path, path, stall_epoch):
         args += ["--config", str(tmp_path / "recipe.yaml")]
     config, marker = stall_config(tmp_path, epoch=stall_epoch)
     whole = start("fit", *args, "--trainer.default_root_dir", str(tmp_path / "whole"), cwd=tmp_path)
-    cut = start("fit", *args, "--config", str(config), "--trainer.default_root_dir", str(tmp_path / "cut"), cwd=tmp_path)
+    cut = start(
+        "fit", *args, "--config", str(config), "--trainer.default_root_dir", str(tmp_path / "cut"), cwd=tmp_path
+    )
     wait_for(marker, cut)
     os.killpg(cut.pid, signal.SIGKILL)  # in the middle of epoch `stall_epoch`, its predecessor checkpointed
     assert finish(cut)[0] == -signal.SIGKILL
     assert last_ckpt(tmp_path / "cut")["epoch"] == stall_epoch - 1
 
-    resumed = finish(start("fit", *args, "--trainer.default_root_dir", str(tmp_path / "cut"), "--ckpt_path", "last",
-                           cwd=tmp_path))
+    resumed = finish(
+        start("fit", *args, "--trainer.default_root_dir", str(tmp_path / "cut"), "--ckpt_path", "last", cwd=tmp_path)
+    )
     uninterrupted = finish(whole)
     assert resumed[0] == 0 and uninterrupted[0] == 0, (resumed[2][-2000:], uninterrupted[2][-2000:])
     a, b = last_ckpt(tmp_path / "whole"), last_ckpt(tmp_path / "cut")
     assert a["epoch"] == b["epoch"] == 2
     for part in ("state_dict", "optimizer_states", "lr_schedulers", "loops"):
         assert_same_tensors(a[part], b[part], part)
-    best = [(s["best_model_score"], Path(s["best_model_path"]).name) for ckpt in (a, b)
-            for key, s in ckpt["callbacks"].items() if key.startswith("ModelCheckpoint") and s["monitor"]]
+    best = [
+        (s["best_model_score"], Path(s["best_model_path"]).name)
+        for ckpt in (a, b)
+        for key, s in ckpt["callbacks"].items()
+        if key.startswith("ModelCheckpoint") and s["monitor"]
+    ]
     assert best[0] == best[1]  # the same best epoch with the same score, in the folder the run started in
     assert printed_accuracy(resumed[1]) == printed_accuracy(uninterrupted[1])
     # the resumed part logs to a version folder of its own: its last epoch's metrics are the uninterrupted run's
@@ -130,8 +158,19 @@ def test_killed_fit_resumes_bit_identical(tmp_path, path, stall_epoch):
 
 def test_last_and_best_name_the_newest_runs_checkpoints(tmp_path, one_thread):
     root = tmp_path / "runs"
-    short = [*SMALL, "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches",
-             "1", "--test_after_fit", "false", "--trainer.default_root_dir", str(root)]
+    short = [
+        *SMALL,
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--test_after_fit",
+        "false",
+        "--trainer.default_root_dir",
+        str(root),
+    ]
     main(["fit", *short])
     main(["fit", *short, "--seed_everything", "7"])
     newest = root / "lightning_logs" / "version_1" / "checkpoints"
@@ -142,8 +181,11 @@ def test_last_and_best_name_the_newest_runs_checkpoints(tmp_path, one_thread):
 
 
 def test_resume_last_with_nothing_to_resume(capsys, tmp_path):
-    line = fails_with(capsys, ["fit", *SMALL, "--trainer.default_root_dir", str(tmp_path / "runs"), "--ckpt_path",
-                               "last"], "nothing to resume: no last.ckpt under")
+    line = fails_with(
+        capsys,
+        ["fit", *SMALL, "--trainer.default_root_dir", str(tmp_path / "runs"), "--ckpt_path", "last"],
+        "nothing to resume: no last.ckpt under",
+    )
     assert str(tmp_path / "runs") in line
     assert not (tmp_path / "runs").exists()  # no empty run folder either
 
@@ -166,10 +208,14 @@ def truncated(path: Path) -> Path:
 BAD_CHECKPOINTS = {
     "missing": (lambda p: p / "nowhere.ckpt", "does not exist"),
     "truncated": (lambda p: truncated(p / "cut.ckpt"), "is truncated or damaged"),
-    "text": (lambda p: (p / "notes.ckpt").write_text("epoch 3 was good\n") and p / "notes.ckpt",
-             "is not a checkpoint (not a file torch.save wrote)"),
-    "resnet34": (lambda p: lightning_checkpoint(p / "r34.ckpt", depth=34),
-                 "holds a ResNet-34 but this command builds a ResNet-18: add --model.backbone.depth 34"),
+    "text": (
+        lambda p: (p / "notes.ckpt").write_text("epoch 3 was good\n") and p / "notes.ckpt",
+        "is not a checkpoint (not a file torch.save wrote)",
+    ),
+    "resnet34": (
+        lambda p: lightning_checkpoint(p / "r34.ckpt", depth=34),
+        "holds a ResNet-34 but this command builds a ResNet-18: add --model.backbone.depth 34",
+    ),
 }
 
 
@@ -178,8 +224,11 @@ BAD_CHECKPOINTS = {
 def test_bad_checkpoint_is_one_line(capsys, tmp_path, command, case):
     make, pattern = BAD_CHECKPOINTS[case]
     ckpt = make(tmp_path)
-    line = fails_with(capsys, [command, *SMALL, "--trainer.default_root_dir", str(tmp_path / "runs"), "--ckpt_path",
-                               str(ckpt)], pattern)
+    line = fails_with(
+        capsys,
+        [command, *SMALL, "--trainer.default_root_dir", str(tmp_path / "runs"), "--ckpt_path", str(ckpt)],
+        pattern,
+    )
     assert str(ckpt) in line
     assert not (tmp_path / "runs").exists()  # stopped before anything was written
 
@@ -187,22 +236,43 @@ def test_bad_checkpoint_is_one_line(capsys, tmp_path, command, case):
 def test_ctrl_c_ends_in_one_line_naming_the_last_checkpoint(tmp_path):
     # StallAt only marks the moment (seconds=0): Ctrl-C lands while the loader workers are busy augmenting.
     config, marker = stall_config(tmp_path, epoch=1, batch=2, seconds=0)
-    run = start("fit", *EXACT, *PATHS["cpu_loader"], "--trainer.max_epochs", "100", "--config", str(config),
-                "--trainer.default_root_dir", str(tmp_path / "runs"), cwd=tmp_path)
+    run = start(
+        "fit",
+        *EXACT,
+        *PATHS["cpu_loader"],
+        "--trainer.max_epochs",
+        "100",
+        "--config",
+        str(config),
+        "--trainer.default_root_dir",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+    )
     wait_for(marker, run)
     os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the signal goes to the whole process group
     code, _, err = finish(run)
     last = tmp_path / "runs" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     assert code == 130, err[-3000:]
-    assert err.strip().splitlines()[-1] == (f"interrupted: the last checkpoint is {last}; to resume, run the same "
-                                            "command with --ckpt_path last")
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted: the last checkpoint is {last}; to resume, run the same command with --ckpt_path last"
+    )
     assert "Traceback" not in err and "Error" not in err, err[-3000:]
 
 
 def test_resume_with_other_epochs_than_the_schedule(capsys, tmp_path, one_thread):
-    root = ["--trainer.default_root_dir", str(tmp_path / "runs"), "--data.batch_size", "32", "--test_after_fit", "false"]
+    root = [
+        "--trainer.default_root_dir",
+        str(tmp_path / "runs"),
+        "--data.batch_size",
+        "32",
+        "--test_after_fit",
+        "false",
+    ]
     main(["fit", *SMALL, *root, "--trainer.max_epochs", "1"])  # OneCycle over 7 steps
-    fails_with(capsys, ["fit", *SMALL, *root, "--trainer.max_epochs", "3", "--ckpt_path", "last"],
-               "the checkpoint's learning-rate schedule (OneCycleLR) spans 7 steps, this fit 21: resume with the "
-               "--trainer.max_epochs the run started with (1)")
+    fails_with(
+        capsys,
+        ["fit", *SMALL, *root, "--trainer.max_epochs", "3", "--ckpt_path", "last"],
+        "the checkpoint's learning-rate schedule (OneCycleLR) spans 7 steps, this fit 21: resume with the "
+        "--trainer.max_epochs the run started with (1)",
+    )
     assert sorted(p.name for p in (tmp_path / "runs" / "lightning_logs").iterdir()) == ["version_0"]

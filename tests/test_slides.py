@@ -35,22 +35,45 @@ def test_code_on_the_slides_matches_the_package():
     assert result.problems == []
     # The check really looked: many blocks, calls bound to real signatures, package objects really built.
     assert result.blocks >= 20
-    assert {"L.Trainer", "CIFARSystem", "CIFAR10DataModule", "build_resnet", "tuner.lr_find",
-            "tuner.scale_batch_size", "trainer.fit", "WandbLogger", "ModelCheckpoint"} <= set(result.bound)
-    assert {"CIFARSystem", "CIFAR10DataModule", "build_transform", "build_callbacks", "build_resnet"} <= set(result.made)
+    assert {
+        "L.Trainer",
+        "CIFARSystem",
+        "CIFAR10DataModule",
+        "build_resnet",
+        "tuner.lr_find",
+        "tuner.scale_batch_size",
+        "trainer.fit",
+        "WandbLogger",
+        "ModelCheckpoint",
+    } <= set(result.bound)
+    assert {"CIFARSystem", "CIFAR10DataModule", "build_transform", "build_callbacks", "build_resnet"} <= set(
+        result.made
+    )
     assert result.commands >= 4
 
 
 @pytest.mark.parametrize(
     ("code", "expected"),
     [
-        ("from cifar_lightning import CIFARSystem\nCIFARSystem(learning_rate=0.1)", "unexpected keyword argument 'learning_rate'"),
+        (
+            "from cifar_lightning import CIFARSystem\nCIFARSystem(learning_rate=0.1)",
+            "unexpected keyword argument 'learning_rate'",
+        ),
         ("import lightning as L\ntrainer = L.Trainer(max_epoch=3)", "unexpected keyword argument 'max_epoch'"),
-        ("import lightning as L\nfrom lightning.pytorch.tuner import Tuner\ntuner = Tuner(L.Trainer())\n"
-         "tuner.lr_find(None, min_learning_rate=1e-5)", "min_learning_rate"),
-        ("from cifar_lightning import CIFAR10DataModule\nCIFAR10DataModule(augment='flipcrop')", "unknown augmentation preset"),
+        (
+            "import lightning as L\nfrom lightning.pytorch.tuner import Tuner\ntuner = Tuner(L.Trainer())\n"
+            "tuner.lr_find(None, min_learning_rate=1e-5)",
+            "min_learning_rate",
+        ),
+        (
+            "from cifar_lightning import CIFAR10DataModule\nCIFAR10DataModule(augment='flipcrop')",
+            "unknown augmentation preset",
+        ),
         ("from cifar_lightning import build_resnet\nbuild_resnet(depth=50, pretrained=True)", "unknown depth 50"),
-        ("from cifar_lightning import build_resnet, count_parameters\ncount_parameters(build_resnet(), 2)", "too many positional"),
+        (
+            "from cifar_lightning import build_resnet, count_parameters\ncount_parameters(build_resnet(), 2)",
+            "too many positional",
+        ),
         ("import lightning as L\nL.Trainerr()", "has no attribute 'Trainerr'"),
         ("from cifar_lightning import BatchSizeFinder", "ImportError"),
         ("trainer = L.Trainer(\n", "syntax error"),
@@ -62,8 +85,9 @@ def test_code_check_rejects_what_the_package_does_not_have(code, expected):
 
 
 def test_cli_lines_are_parsed_by_the_real_cli():
-    assert codecheck.cli_commands("pip install -e .\npython -m cifar_lightning fit --config configs/quick.yaml  # go\n") == [
-        ["fit", "--config", "configs/quick.yaml"]]
+    assert codecheck.cli_commands(
+        "pip install -e .\npython -m cifar_lightning fit --config configs/quick.yaml  # go\n"
+    ) == [["fit", "--config", "configs/quick.yaml"]]
     assert codecheck.check_cli(["fit", "--config", "configs/quick.yaml", "--trainer.max_epochs", "5"]) == []
     problems = codecheck.check_cli(["fit", "--config", "configs/quick.yaml", "--model.learning_rate", "0.1"])
     assert len(problems) == 1 and "model.learning_rate" in problems[0]
@@ -89,13 +113,18 @@ def test_build_names_the_missing_figure(tmp_path, capsys):
 )
 def test_build_refuses_a_broken_talk(tmp_path, capsys, talk, expected):
     (tmp_path / "talk.md").write_text(talk)
-    assert build.main(["--talk", str(tmp_path / "talk.md"), "--figures", str(tmp_path), "--out", str(tmp_path / "o.html")]) == 1
+    assert (
+        build.main(["--talk", str(tmp_path / "talk.md"), "--figures", str(tmp_path), "--out", str(tmp_path / "o.html")])
+        == 1
+    )
     assert expected in capsys.readouterr().err
 
 
 def test_includes_are_the_package_source():
-    text = build.expand_includes("<!-- include: cifar_lightning/callbacks.py::EpochTimer -->\n"
-                                 "<!-- include: cifar_lightning/system.py::CIFARSystem.training_step -->")
+    text = build.expand_includes(
+        "<!-- include: cifar_lightning/callbacks.py::EpochTimer -->\n"
+        "<!-- include: cifar_lightning/system.py::CIFARSystem.training_step -->"
+    )
     source = (ROOT / "cifar_lightning" / "callbacks.py").read_text()
     assert text.startswith("```python\nclass EpochTimer(Callback):\n")
     assert "def on_train_epoch_end(self, trainer, pl_module):" in text and "def on_train_epoch_end" in source
@@ -139,8 +168,11 @@ def test_deck_works_in_chromium(tmp_path):
         pytest.skip(reason)
     figures = Path(os.environ.get("SLIDES_FIGURES", ROOT / "figures"))
     deck = tmp_path / "index.html"
-    built = subprocess.run([sys.executable, str(SLIDES / "build.py"), "--figures", str(figures), "--out", str(deck)],
-                           capture_output=True, text=True)
+    built = subprocess.run(
+        [sys.executable, str(SLIDES / "build.py"), "--figures", str(figures), "--out", str(deck)],
+        capture_output=True,
+        text=True,
+    )
     assert built.returncode == 0, built.stderr.strip()
     shots = Path(os.environ.get("SLIDES_SCREENSHOTS", tmp_path / "shots"))
     names = build.referenced_figures(build.expand_includes(TALK.read_text()))
@@ -150,8 +182,13 @@ def test_deck_works_in_chromium(tmp_path):
     code_and_figure = [n for n in figure_slides if "```python" in parts[n - 1]]
     included = [i + 1 for i, text in enumerate(parts) if "<!-- include: cifar_lightning/" in text]
     wanted = [1, figure_slides[0], code_and_figure[0], included[-1], figure_slides[-1]]
-    run = subprocess.run(["node", str(SLIDES / "check_deck.mjs"), str(deck), str(shots), ",".join(map(str, wanted))],
-                         capture_output=True, text=True, timeout=300, env={**os.environ, "CHROMIUM": CHROMIUM})
+    run = subprocess.run(
+        ["node", str(SLIDES / "check_deck.mjs"), str(deck), str(shots), ",".join(map(str, wanted))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CHROMIUM": CHROMIUM},
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(run.stdout)
 

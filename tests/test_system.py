@@ -29,8 +29,17 @@ def test_smoothed_nll_equals_cross_entropy(smoothing):
     assert torch.allclose(smoothed_nll(F.log_softmax(logits, 1), target, smoothing), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("bad", [dict(optimizer="rmsprop"), dict(scheduler="step"), dict(lr=0), dict(lr=-1),
-                                 dict(compile="fastest"), dict(tta_translate=-1)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(optimizer="rmsprop"),
+        dict(scheduler="step"),
+        dict(lr=0),
+        dict(lr=-1),
+        dict(compile="fastest"),
+        dict(tta_translate=-1),
+    ],
+)
 def test_bad_hyperparameters(bad):
     with pytest.raises(CifarLightningError):
         CIFARSystem(build_resnet(width=8), **bad)
@@ -56,6 +65,7 @@ def test_compiled_system_trains_through_the_compiled_loss_and_evaluates_eagerly(
         def compiled(*args):
             compiled_calls.append(len(args))
             return fn(*args)
+
         return compiled
 
     monkeypatch.setattr(torch, "compile", fake_compile)
@@ -85,7 +95,7 @@ def test_fused_optimizer_only_on_gpu():
 
 @pytest.mark.parametrize("shown", [True, False])
 def test_progress_bar_loss_switch(monkeypatch, shown):
-    """``progress_bar_loss=False`` logs the training loss without ``prog_bar``, which Lightning reads back every step."""
+    """``progress_bar_loss=False`` logs the training loss without ``prog_bar`` (Lightning reads it back every step)."""
     system = CIFARSystem(build_resnet(width=8), progress_bar_loss=shown)
     logged = {}
     monkeypatch.setattr(system, "log", lambda name, value, **kw: logged.setdefault(name, kw))
@@ -108,8 +118,15 @@ def test_loss_handed_to_lightning_only_on_written_steps(tmp_path, monkeypatch):
 
         monkeypatch.setattr(system, "log", counting_log)
         logger = CSVLogger(tmp_path, name=str(shown))
-        cpu_trainer(tmp_path, max_epochs=2, limit_train_batches=5, limit_val_batches=1, log_every_n_steps=3,
-                    enable_checkpointing=False, logger=logger).fit(system, tiny_data())
+        cpu_trainer(
+            tmp_path,
+            max_epochs=2,
+            limit_train_batches=5,
+            limit_val_batches=1,
+            log_every_n_steps=3,
+            enable_checkpointing=False,
+            logger=logger,
+        ).fit(system, tiny_data())
         rows = pd.read_csv(Path(logger.log_dir) / "metrics.csv").dropna(subset=["train_loss"])
         written[shown] = rows.set_index("step")["train_loss"].to_dict()
     assert list(written[True]) == [2, 5, 8]  # steps 3, 6, 9 of 10 (0-based)
@@ -130,15 +147,22 @@ def test_short_training_beats_chance(tmp_path):
 @pytest.mark.parametrize("optimizer,scheduler", [("adam", "cosine"), ("adamw", "plateau"), ("sgd", "none")])
 def test_every_optimizer_and_scheduler_trains(tmp_path, optimizer, scheduler):
     system = CIFARSystem(build_resnet(width=8), optimizer=optimizer, scheduler=scheduler, lr=1e-3)
-    cpu_trainer(tmp_path, max_epochs=1, limit_train_batches=3, limit_val_batches=2, enable_checkpointing=False).fit(system, tiny_data())
+    cpu_trainer(tmp_path, max_epochs=1, limit_train_batches=3, limit_val_batches=2, enable_checkpointing=False).fit(
+        system, tiny_data()
+    )
     assert system.trainer.global_step == 3
 
 
 def test_checkpoint_restores_identical_predictions(tmp_path):
     system = CIFARSystem(build_resnet(depth=18, width=8), lr=0.05)
     dm = tiny_data()
-    t = cpu_trainer(tmp_path, max_epochs=1, limit_train_batches=4, limit_val_batches=2,
-                callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)])
+    t = cpu_trainer(
+        tmp_path,
+        max_epochs=1,
+        limit_train_batches=4,
+        limit_val_batches=2,
+        callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)],
+    )
     t.fit(system, dm)
     restored = load_system(str(tmp_path / "last.ckpt")).eval()
     system.eval()
@@ -162,7 +186,9 @@ def test_resume_from_last_continues(tmp_path):
     first.fit(CIFARSystem(build_resnet(width=8), scheduler="cosine", lr=0.05), dm)
     assert (first.current_epoch, first.global_step) == (1, 5)
     second = cpu_trainer(tmp_path, callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)], **kw)
-    second.fit(CIFARSystem(build_resnet(width=8), scheduler="cosine", lr=0.05), dm, ckpt_path=str(tmp_path / "last.ckpt"))
+    second.fit(
+        CIFARSystem(build_resnet(width=8), scheduler="cosine", lr=0.05), dm, ckpt_path=str(tmp_path / "last.ckpt")
+    )
     assert (second.current_epoch, second.global_step) == (2, 10)  # one more epoch, not two
     # the cosine schedule went on from step 5 to its end instead of restarting at the peak
     assert second.optimizers[0].param_groups[0]["lr"] < 1e-3
@@ -172,7 +198,8 @@ def test_resume_from_last_continues(tmp_path):
 def test_onecycle_survives_a_few_steps(tmp_path, steps):
     system = CIFARSystem(build_resnet(width=8), scheduler="onecycle_linear", warmup_fraction=0.25)
     cpu_trainer(tmp_path, max_epochs=1, limit_train_batches=steps, limit_val_batches=1, enable_checkpointing=False).fit(
-        system, tiny_data())
+        system, tiny_data()
+    )
     assert system.trainer.global_step == steps
 
 
@@ -201,10 +228,18 @@ def test_train_acc_is_each_epochs_own(tmp_path):
     dm = CIFAR10DataModule(source="synthetic", synthetic_size=(1200, 400), batch_size=108, num_workers=0)
     system = CIFARSystem(EpochGuess(), scheduler="none")
     seen = []
-    read = type("Read", (L.Callback,), {"on_train_epoch_start": lambda self, t, m: seen.extend(
-        [float(t.callback_metrics["train_acc"])] if "train_acc" in t.callback_metrics else [])})
-    trainer = cpu_trainer(tmp_path, max_epochs=2, limit_val_batches=0, callbacks=[SetGuess(), read()],
-                          enable_checkpointing=False)
+    read = type(
+        "Read",
+        (L.Callback,),
+        {
+            "on_train_epoch_start": lambda self, t, m: seen.extend(
+                [float(t.callback_metrics["train_acc"])] if "train_acc" in t.callback_metrics else []
+            )
+        },
+    )
+    trainer = cpu_trainer(
+        tmp_path, max_epochs=2, limit_val_batches=0, callbacks=[SetGuess(), read()], enable_checkpointing=False
+    )
     trainer.fit(system, dm)
     seen.append(float(trainer.callback_metrics["train_acc"]))
     shares = [float((dm.train_labels == c).float().mean()) for c in (0, 1)]  # 1080 = 10 full batches: all seen
@@ -249,11 +284,18 @@ def test_evaluation_pauses_cudnn_autotuning(tmp_path, monkeypatch):
             seen.append(("train", torch.backends.cudnn.benchmark))
 
     system = CIFARSystem(build_resnet(width=8), scheduler="none")
-    t = cpu_trainer(tmp_path, max_epochs=2, enable_checkpointing=False, limit_train_batches=2, limit_val_batches=1,
-                    callbacks=[Watch()], benchmark=True)
+    t = cpu_trainer(
+        tmp_path,
+        max_epochs=2,
+        enable_checkpointing=False,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        callbacks=[Watch()],
+        benchmark=True,
+    )
     t.fit(system, tiny_data())
     assert {phase: flag for phase, flag in seen} == {"train": True, "val": False}
-    assert ("train", True) in seen[seen.index(("val", False)):]  # training after a validation tunes again
+    assert ("train", True) in seen[seen.index(("val", False)) :]  # training after a validation tunes again
     assert torch.backends.cudnn.benchmark
 
 
@@ -276,8 +318,14 @@ for width in (2, 8):
     nhwc = system.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     print(width, nhwc, any("channels_last is off" in str(w.message) for w in caught))
 """
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=240, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[-3:-1] == ["2 False True", "8 True False"]
 
@@ -286,6 +334,8 @@ def test_logger_writes_this_step_follows_log_every_n_steps():
     """Without a trainer (a step called by hand) every step's loss is logged; with one, the steps its loggers write."""
     assert logger_writes_this_step(None)
     trainer = SimpleNamespace(fast_dev_run=False, log_every_n_steps=5, should_stop=False, global_step=0)
-    written = [step for step in range(12) if logger_writes_this_step(SimpleNamespace(**{**vars(trainer), "global_step": step}))]
+    written = [
+        step for step in range(12) if logger_writes_this_step(SimpleNamespace(**{**vars(trainer), "global_step": step}))
+    ]
     assert written == [4, 9]
     assert logger_writes_this_step(SimpleNamespace(**{**vars(trainer), "should_stop": True}))

@@ -24,8 +24,12 @@ def keyless(tmp_path, monkeypatch):
     for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DISABLED"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))  # absent: no `wandb login` entry
-    for name, sub in (("WANDB_DIR", "wandb"), ("WANDB_CONFIG_DIR", "wandb-config"), ("WANDB_CACHE_DIR", "wandb-cache"),
-                      ("WANDB_DATA_DIR", "wandb-data")):
+    for name, sub in (
+        ("WANDB_DIR", "wandb"),
+        ("WANDB_CONFIG_DIR", "wandb-config"),
+        ("WANDB_CACHE_DIR", "wandb-cache"),
+        ("WANDB_DATA_DIR", "wandb-data"),
+    ):
         monkeypatch.setenv(name, str(tmp_path / sub))
     return tmp_path
 
@@ -35,9 +39,17 @@ def tiny_fit(save_dir: Path, epochs: int = 2, **logger_args):
     logger = WorkshopWandbLogger(save_dir=str(save_dir), group="tiny", **logger_args)
     data = CIFAR10DataModule(source="synthetic", synthetic_size=(256, 64), batch_size=32, num_workers=0)
     model = CIFARSystem(CifarResNet(depth=18, width=8), lr=0.05)
-    trainer = cpu_trainer(str(save_dir), max_epochs=epochs, limit_train_batches=2, limit_val_batches=1,
-                          limit_test_batches=2, logger=logger, log_every_n_steps=1, num_sanity_val_steps=0,
-                          callbacks=[*build_callbacks(), RunReport(n_samples=8, n_mistakes=4)])
+    trainer = cpu_trainer(
+        str(save_dir),
+        max_epochs=epochs,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        limit_test_batches=2,
+        logger=logger,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        callbacks=[*build_callbacks(), RunReport(n_samples=8, n_mistakes=4)],
+    )
     trainer.fit(model, datamodule=data)
     test_acc = trainer.test(model, datamodule=data, ckpt_path="best", verbose=False)[0]["test_acc"]
     logger.log_metrics({"fit_seconds": 1.5})
@@ -115,14 +127,42 @@ def _cli(keyless: Path, extra_env: dict, *overrides: str) -> subprocess.Complete
     """``python -m cifar_lightning fit`` of a tiny synthetic run with configs/wandb.yaml, stdin closed."""
     env = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"}
     env.update(PYTHONPATH=str(ROOT), HOME=str(keyless / "home"), MPLBACKEND="agg", **extra_env)
-    cmd = [sys.executable, "-m", "cifar_lightning", "fit", "--config", "configs/quick.yaml",
-           "--config", "configs/wandb.yaml", "--data.source", "synthetic", "--data.synthetic_size", "[256, 64]",
-           "--data.subset", "null", "--data.num_workers", "0", "--data.batch_size", "32",
-           "--model.backbone.init_args.width", "8", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-           "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1", "--trainer.enable_progress_bar",
-           "false", "--trainer.default_root_dir", str(keyless / "runs"), *overrides]
-    return subprocess.run(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=600)
+    cmd = [
+        sys.executable,
+        "-m",
+        "cifar_lightning",
+        "fit",
+        "--config",
+        "configs/quick.yaml",
+        "--config",
+        "configs/wandb.yaml",
+        "--data.source",
+        "synthetic",
+        "--data.synthetic_size",
+        "[256, 64]",
+        "--data.subset",
+        "null",
+        "--data.num_workers",
+        "0",
+        "--data.batch_size",
+        "32",
+        "--model.backbone.init_args.width",
+        "8",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.limit_test_batches",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(keyless / "runs"),
+        *overrides,
+    ]
+    return subprocess.run(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
 
 
 def test_cli_with_wandb_config_logs_offline_with_stdin_closed(keyless):
@@ -151,8 +191,10 @@ def test_lesson_logger_starts_a_run_of_its_own_under_runs(keyless, monkeypatch):
     second.finish()
     assert second.version != first.version
     records = load_records(keyless / "runs" / "lesson-x")
-    assert [(r["name"], r["group"], r["summary"]["val_acc"]) for r in records] == [("a", "lesson-x", 0.5),
-                                                                                   ("b", "lesson-x", 0.7)]
+    assert [(r["name"], r["group"], r["summary"]["val_acc"]) for r in records] == [
+        ("a", "lesson-x", 0.5),
+        ("b", "lesson-x", 0.7),
+    ]
 
 
 def test_wandb_config_adds_its_callback_to_the_runs_own(keyless):
@@ -160,10 +202,23 @@ def test_wandb_config_adds_its_callback_to_the_runs_own(keyless):
     later file would replace them and silently change the recipe) and adds the run report."""
     from cifar_lightning.cli import build_cli
 
-    cli = build_cli([
-        "--config", str(ROOT / "configs/full.yaml"), "--config", str(ROOT / "configs/wandb.yaml"),
-        "--trainer.accelerator", "cpu", "--trainer.precision", "32-true", "--data.source", "synthetic",
-        "--trainer.default_root_dir", str(keyless / "runs")], run=False)
+    cli = build_cli(
+        [
+            "--config",
+            str(ROOT / "configs/full.yaml"),
+            "--config",
+            str(ROOT / "configs/wandb.yaml"),
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.precision",
+            "32-true",
+            "--data.source",
+            "synthetic",
+            "--trainer.default_root_dir",
+            str(keyless / "runs"),
+        ],
+        run=False,
+    )
     names = [type(cb).__name__ for cb in cli.trainer.callbacks]
     assert {"ProgressiveCrop", "EMAWeights", "TQDMProgressBar", "RunReport"} <= set(names)
     assert isinstance(cli.trainer.logger, WorkshopWandbLogger)

@@ -37,8 +37,14 @@ def reflect_index(positions: torch.Tensor, size: int) -> torch.Tensor:
     return torch.where(positions >= size, 2 * (size - 1) - positions, positions)  # right edge
 
 
-def crop_flip(images: torch.Tensor, padding: int = 4, crop: bool = True, flip: bool = True,
-              generator: torch.Generator | None = None, size: int | None = None) -> torch.Tensor:
+def crop_flip(
+    images: torch.Tensor,
+    padding: int = 4,
+    crop: bool = True,
+    flip: bool = True,
+    generator: torch.Generator | None = None,
+    size: int | None = None,
+) -> torch.Tensor:
     """Random ``size``-pixel crop of the ``padding``-reflect-padded images, then a random horizontal flip, per sample.
 
     ``images``: ``[N, C, H, W]`` of any dtype and device; ``size`` defaults to the image's own (square images
@@ -50,8 +56,10 @@ def crop_flip(images: torch.Tensor, padding: int = 4, crop: bool = True, flip: b
     dev = images.device
     out_h, out_w = (size, size) if size else (h, w)
     check(crop or (out_h, out_w) == (h, w), "a crop size needs crop=True")
-    check(out_h <= h + 2 * padding and out_w <= w + 2 * padding,
-          f"crop size {size} is larger than the padded image ({h + 2 * padding})")
+    check(
+        out_h <= h + 2 * padding and out_w <= w + 2 * padding,
+        f"crop size {size} is larger than the padded image ({h + 2 * padding})",
+    )
     rows = torch.arange(out_h, device=dev).expand(n, out_h)
     cols = torch.arange(out_w, device=dev).expand(n, out_w)
     if crop:
@@ -89,12 +97,19 @@ class BatchTransform:
     the objects keep their scale and a step costs (24/32)^2 of the compute (:class:`ProgressiveCrop` sets it).
     """
 
-    def __init__(self, preset: str = "none", normalize: str = "cifar10", resize: int | None = None,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        preset: str = "none",
+        normalize: str = "cifar10",
+        resize: int | None = None,
+        generator: torch.Generator | None = None,
+    ):
         check_choice("augmentation preset", preset, PRESETS)
-        check(preset in BATCH_PRESETS,
-              f"augment={preset} has no batched version for on_device data: use one of {', '.join(BATCH_PRESETS)}, "
-              "or on_device=False for the per-sample CPU transforms")
+        check(
+            preset in BATCH_PRESETS,
+            f"augment={preset} has no batched version for on_device data: use one of {', '.join(BATCH_PRESETS)}, "
+            "or on_device=False for the per-sample CPU transforms",
+        )
         check(resize is None or resize >= 32, f"resize must be at least 32 pixels, got {resize}")
         self.preset, self.resize, self.generator = preset, resize, generator
         self.crop_size: int | None = None

@@ -37,9 +37,19 @@ class DeviceLoader:
             begins, so that an epoch's draws do not depend on the epochs before it (a resumed fit matches).
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: str | torch.device = "cpu",
-                 shuffle: bool = False, drop_last: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        device: str | torch.device = "cpu",
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        generator: torch.Generator | None = None,
+    ):
         check(len(images) == len(labels), f"{len(images)} images but {len(labels)} labels")
         check(batch_size > 0, f"batch_size must be positive, got {batch_size}")
         check(0 <= rank < world_size, f"rank {rank} is outside world_size {world_size}")

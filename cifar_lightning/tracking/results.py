@@ -41,8 +41,9 @@ def read_records(folder: str | Path) -> list[dict]:
     return sorted(records, key=lambda r: r.get("created") or r.get("written", ""))
 
 
-def read_wandb(project: str = DEFAULT_PROJECT, entity: str | None = None, tag: str | None = None,
-               api: Any = None) -> list[dict]:
+def read_wandb(
+    project: str = DEFAULT_PROJECT, entity: str | None = None, tag: str | None = None, api: Any = None
+) -> list[dict]:
     """The runs of a W&B project (only those tagged ``tag`` if given) as records, oldest first."""
     if api is None:
         import wandb
@@ -52,18 +53,27 @@ def read_wandb(project: str = DEFAULT_PROJECT, entity: str | None = None, tag: s
     filters = {"tags": {"$in": [tag]}} if tag else None
     records = []
     for run in api.runs(path, filters=filters, order="+created_at"):
-        records.append({
-            "id": run.id, "name": run.name, "group": getattr(run, "group", None),
-            "config": dict(run.config),
-            "summary": dict(getattr(run, "summary_metrics", None) or run.summary),
-            # every logged validation epoch (history() would sample; scan_history returns all rows)
-            "history": list(run.scan_history(keys=["epoch", "val_acc"])),
-        })
+        records.append(
+            {
+                "id": run.id,
+                "name": run.name,
+                "group": getattr(run, "group", None),
+                "config": dict(run.config),
+                "summary": dict(getattr(run, "summary_metrics", None) or run.summary),
+                # every logged validation epoch (history() would sample; scan_history returns all rows)
+                "history": list(run.scan_history(keys=["epoch", "val_acc"])),
+            }
+        )
     return records
 
 
-def load_records(folder: str | Path | None = None, source: str = "auto", project: str = DEFAULT_PROJECT,
-                 entity: str | None = None, tag: str | None = None) -> list[dict]:
+def load_records(
+    folder: str | Path | None = None,
+    source: str = "auto",
+    project: str = DEFAULT_PROJECT,
+    entity: str | None = None,
+    tag: str | None = None,
+) -> list[dict]:
     """Runs from W&B (``source="wandb"``), the local records under ``folder`` (``"local"``), or ``"auto"``:
     W&B when the W&B mode resolves to online (an API key and no ``WANDB_MODE=offline``), else local."""
     check(source in ("auto", "wandb", "local"), f"unknown source {source!r}: choose auto, wandb or local")
@@ -99,24 +109,55 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
     for r in records:
         config, summary, val = r.get("config", {}), r.get("summary", {}), _val_rows(r)
         speed = [row["images_per_sec"] for row in r.get("history", []) if row.get("images_per_sec") is not None]
-        rows.append({
-            "id": r.get("id"), "name": r.get("name"), "setting": _setting(r), "seed": _seed(r),
-            "test_acc": summary.get("test_acc", np.nan),
-            "best_val_acc": max((row["val_acc"] for row in val), default=np.nan),
-            "final_val_acc": val[-1]["val_acc"] if val else np.nan,
-            "fit_seconds": summary.get("fit_seconds", np.nan),
-            # the first epoch includes start-up (workers, cuDNN autotuning): leave it out when there are more
-            "images_per_sec": float(np.mean(speed[1:] if len(speed) > 1 else speed)) if speed else np.nan,
-            "epochs": len(val), "lr": config.get("lr", np.nan), "optimizer": config.get("optimizer"),
-        })
-    return pd.DataFrame(rows, columns=["id", "name", "setting", "seed", "test_acc", "best_val_acc", "final_val_acc",
-                                       "fit_seconds", "images_per_sec", "epochs", "lr", "optimizer"])
+        rows.append(
+            {
+                "id": r.get("id"),
+                "name": r.get("name"),
+                "setting": _setting(r),
+                "seed": _seed(r),
+                "test_acc": summary.get("test_acc", np.nan),
+                "best_val_acc": max((row["val_acc"] for row in val), default=np.nan),
+                "final_val_acc": val[-1]["val_acc"] if val else np.nan,
+                "fit_seconds": summary.get("fit_seconds", np.nan),
+                # the first epoch includes start-up (workers, cuDNN autotuning): leave it out when there are more
+                "images_per_sec": float(np.mean(speed[1:] if len(speed) > 1 else speed)) if speed else np.nan,
+                "epochs": len(val),
+                "lr": config.get("lr", np.nan),
+                "optimizer": config.get("optimizer"),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "id",
+            "name",
+            "setting",
+            "seed",
+            "test_acc",
+            "best_val_acc",
+            "final_val_acc",
+            "fit_seconds",
+            "images_per_sec",
+            "epochs",
+            "lr",
+            "optimizer",
+        ],
+    )
 
 
 def curves_table(records: list[dict]) -> pd.DataFrame:
     """One row per run and validation epoch: id, setting, seed, epoch, val_acc (the last value of each epoch)."""
-    rows = [{"id": r.get("id"), "setting": _setting(r), "seed": _seed(r), "epoch": int(row["epoch"]),
-             "val_acc": float(row["val_acc"])} for r in records for row in _val_rows(r)]
+    rows = [
+        {
+            "id": r.get("id"),
+            "setting": _setting(r),
+            "seed": _seed(r),
+            "epoch": int(row["epoch"]),
+            "val_acc": float(row["val_acc"]),
+        }
+        for r in records
+        for row in _val_rows(r)
+    ]
     curves = pd.DataFrame(rows, columns=["id", "setting", "seed", "epoch", "val_acc"])
     return curves.drop_duplicates(["id", "epoch"], keep="last").reset_index(drop=True)
 
@@ -124,18 +165,22 @@ def curves_table(records: list[dict]) -> pd.DataFrame:
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per setting (in the order the settings first appear): how many seeds, test accuracy mean and
     standard deviation over seeds (NaN for one seed), best validation accuracy, fit time and throughput."""
-    check(len(runs) > 0,
-          "no runs to summarize: run `python -m cifar_lightning.tracking.comparison` first (see docs/wandb.md)")
+    check(
+        len(runs) > 0,
+        "no runs to summarize: run `python -m cifar_lightning.tracking.comparison` first (see docs/wandb.md)",
+    )
     grouped = runs.groupby("setting", sort=False)
-    summary = pd.DataFrame({
-        "runs": grouped.size(),
-        "test_acc_mean": grouped["test_acc"].mean(),
-        "test_acc_std": grouped["test_acc"].std(ddof=1),
-        "best_val_acc_mean": grouped["best_val_acc"].mean(),
-        "fit_seconds_mean": grouped["fit_seconds"].mean(),
-        "images_per_sec_mean": grouped["images_per_sec"].mean(),
-        "lr": grouped["lr"].first(),
-    })
+    summary = pd.DataFrame(
+        {
+            "runs": grouped.size(),
+            "test_acc_mean": grouped["test_acc"].mean(),
+            "test_acc_std": grouped["test_acc"].std(ddof=1),
+            "best_val_acc_mean": grouped["best_val_acc"].mean(),
+            "fit_seconds_mean": grouped["fit_seconds"].mean(),
+            "images_per_sec_mean": grouped["images_per_sec"].mean(),
+            "lr": grouped["lr"].first(),
+        }
+    )
     return summary.reset_index()
 
 
@@ -146,13 +191,15 @@ def versus_baseline(summary: pd.DataFrame, baseline: str = "baseline") -> pd.Dat
     base = summary.set_index("setting").loc[baseline]
     delta = 100 * (summary["test_acc_mean"] - base["test_acc_mean"])
     noise = 200 * base["test_acc_std"] if pd.notna(base["test_acc_std"]) else np.nan
-    return pd.DataFrame({
-        "setting": summary["setting"],
-        "Δ test acc (points)": delta.round(2),
-        "baseline noise ±": round(noise, 2) if pd.notna(noise) else np.nan,
-        "beyond noise": [bool(pd.notna(noise) and abs(d) > noise) for d in delta],
-        "time vs baseline": (summary["fit_seconds_mean"] / base["fit_seconds_mean"]).round(2),
-    })
+    return pd.DataFrame(
+        {
+            "setting": summary["setting"],
+            "Δ test acc (points)": delta.round(2),
+            "baseline noise ±": round(noise, 2) if pd.notna(noise) else np.nan,
+            "beyond noise": [bool(pd.notna(noise) and abs(d) > noise) for d in delta],
+            "time vs baseline": (summary["fit_seconds_mean"] / base["fit_seconds_mean"]).round(2),
+        }
+    )
 
 
 def format_mean_std(mean, std, scale: float = 1.0, digits: int = 1) -> str:
@@ -168,15 +215,17 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
     def pct(mean, std):
         return format_mean_std(mean, std, scale=100, digits=2)
 
-    return pd.DataFrame({
-        "setting": summary["setting"],
-        "runs": summary["runs"],
-        "test acc %": [pct(m, s) for m, s in zip(summary["test_acc_mean"], summary["test_acc_std"], strict=True)],
-        "best val acc %": [pct(m, np.nan) for m in summary["best_val_acc_mean"]],
-        "fit time s": [("–" if pd.isna(t) else f"{t:.1f}") for t in summary["fit_seconds_mean"]],
-        "images/s": [("–" if pd.isna(v) else f"{v:,.0f}") for v in summary["images_per_sec_mean"]],
-        "lr": [("–" if pd.isna(v) else f"{v:.3g}") for v in summary["lr"]],
-    })
+    return pd.DataFrame(
+        {
+            "setting": summary["setting"],
+            "runs": summary["runs"],
+            "test acc %": [pct(m, s) for m, s in zip(summary["test_acc_mean"], summary["test_acc_std"], strict=True)],
+            "best val acc %": [pct(m, np.nan) for m in summary["best_val_acc_mean"]],
+            "fit time s": [("–" if pd.isna(t) else f"{t:.1f}") for t in summary["fit_seconds_mean"]],
+            "images/s": [("–" if pd.isna(v) else f"{v:,.0f}") for v in summary["images_per_sec_mean"]],
+            "lr": [("–" if pd.isna(v) else f"{v:.3g}") for v in summary["lr"]],
+        }
+    )
 
 
 def _shown(path: str | Path) -> str:
@@ -187,14 +236,22 @@ def _shown(path: str | Path) -> str:
         return str(path)
 
 
-def load_comparison(folder: str | Path, committed: str | Path | None = None, project: str = DEFAULT_PROJECT,
-                    entity: str | None = None, tag: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+def load_comparison(
+    folder: str | Path,
+    committed: str | Path | None = None,
+    project: str = DEFAULT_PROJECT,
+    entity: str | None = None,
+    tag: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """``(runs, curves, where)`` of a comparison: from W&B when online; otherwise the local run records under
     ``folder``; when there are none, the compact copy committed under ``committed``."""
     records = None
     if resolve_mode() == "online":
         try:
-            records, where = read_wandb(project, entity, tag), f"W&B project {project}" + (f", tag {tag}" if tag else "")
+            records, where = (
+                read_wandb(project, entity, tag),
+                f"W&B project {project}" + (f", tag {tag}" if tag else ""),
+            )
         except Exception as err:  # no network, wrong entity...: the local records still answer
             print(f"W&B not reachable ({type(err).__name__}: {str(err)[:120]}); reading the local run records")
     if records is None:
@@ -223,8 +280,9 @@ def save_compact(runs: pd.DataFrame, curves: pd.DataFrame, folder: str | Path, m
 def load_compact(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """``(runs, curves, meta)`` as :func:`save_compact` wrote them."""
     folder = Path(folder)
-    check((folder / RUNS_CSV).exists(),
-          f"no {RUNS_CSV} in {folder}: run `python -m cifar_lightning.tracking.comparison`")
+    check(
+        (folder / RUNS_CSV).exists(), f"no {RUNS_CSV} in {folder}: run `python -m cifar_lightning.tracking.comparison`"
+    )
     meta_path = folder / META_JSON
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     return pd.read_csv(folder / RUNS_CSV), pd.read_csv(folder / CURVES_CSV), meta
@@ -242,8 +300,12 @@ def plot_curves(curves: pd.DataFrame, title: str = "validation accuracy per sett
         percent = 100 * by_epoch.agg(["mean", "min", "max"])
         epochs = percent.index + 1  # the first epoch is epoch 1 here
         mean = pd.DataFrame({"epoch": epochs, "val_acc": percent["mean"].to_numpy()})
-        plot_metric_curves({f"{setting} ({runs['id'].nunique()})": mean}, "val_acc", ax=ax,
-                           linewidth=2.5 if setting == "baseline" else 1.4)
+        plot_metric_curves(
+            {f"{setting} ({runs['id'].nunique()})": mean},
+            "val_acc",
+            ax=ax,
+            linewidth=2.5 if setting == "baseline" else 1.4,
+        )
         if runs["id"].nunique() > 1:
             ax.fill_between(epochs, percent["min"], percent["max"], color=ax.get_lines()[-1].get_color(), alpha=0.15)
     ax.set(ylabel="validation accuracy (%)", title=title)
@@ -281,8 +343,12 @@ def environment_meta() -> dict:
     device = device_name()
     if device == "CPU":
         device += f" ({os.cpu_count()} cores)"
-    return {"device": device, "torch": torch.__version__, "lightning": lightning.__version__,
-            "wandb": wandb.__version__}
+    return {
+        "device": device,
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "wandb": wandb.__version__,
+    }
 
 
 def benchmark_table(path: str | Path, runs: list[str] | None = None) -> pd.DataFrame:
@@ -306,13 +372,25 @@ def benchmark_table(path: str | Path, runs: list[str] | None = None) -> pd.DataF
         mean, std = value or (None, None)
         return format_mean_std(mean, std or None, scale, digits)
 
-    table = pd.DataFrame([{
-        "run": name, "config": row["config"] + (f" {row['extra']}" if row["extra"] else ""), "GPUs": row["gpus"],
-        "seeds": len(row["seeds"]), "epochs": row["epochs"], "test acc %": fmt(row["test_acc"], 100, 2),
-        "fit s": fmt(row["fit_s"]),
-        **({"compile s": fmt(row["compile_s"]), "fit s less compile": fmt(row["fit_less_compile_s"])}
-           if "compile_s" in row else {}),
-        "train images/s": fmt(row["images_per_s"], digits=0),
-    } for name, row in ((n, rows[n]) for n in (runs or list(rows)))])
+    table = pd.DataFrame(
+        [
+            {
+                "run": name,
+                "config": row["config"] + (f" {row['extra']}" if row["extra"] else ""),
+                "GPUs": row["gpus"],
+                "seeds": len(row["seeds"]),
+                "epochs": row["epochs"],
+                "test acc %": fmt(row["test_acc"], 100, 2),
+                "fit s": fmt(row["fit_s"]),
+                **(
+                    {"compile s": fmt(row["compile_s"]), "fit s less compile": fmt(row["fit_less_compile_s"])}
+                    if "compile_s" in row
+                    else {}
+                ),
+                "train images/s": fmt(row["images_per_s"], digits=0),
+            }
+            for name, row in ((n, rows[n]) for n in (runs or list(rows)))
+        ]
+    )
     table.attrs["card"] = data["versions"].get("card")
     return table.set_index("run")

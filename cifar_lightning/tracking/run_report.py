@@ -72,8 +72,9 @@ class RunReport(Callback):
             "world_size": trainer.world_size,
             "global_seed": os.environ.get("PL_GLOBAL_SEED"),  # `seed` is the data module's split seed
             "parameters": sum(p.numel() for p in pl_module.parameters()),
-            "device": torch.cuda.get_device_name(pl_module.device) if pl_module.device.type == "cuda" else
-            pl_module.device.type,
+            "device": torch.cuda.get_device_name(pl_module.device)
+            if pl_module.device.type == "cuda"
+            else pl_module.device.type,
             "torch": torch.__version__,
             "lightning": L.__version__,
         }
@@ -88,8 +89,12 @@ class RunReport(Callback):
         classes = self._classes(trainer)
         # soft labels (mixup/cutmix) show their strongest class
         labels = (y.argmax(dim=1) if y.ndim > 1 else y).tolist()
-        fig = plots.image_grid(plots.to_display(x, self._normalize(trainer)), titles=[classes[i] for i in labels],
-                               size=1.3, suptitle="training images as the network sees them (augmented)")
+        fig = plots.image_grid(
+            plots.to_display(x, self._normalize(trainer)),
+            titles=[classes[i] for i in labels],
+            size=1.3,
+            suptitle="training images as the network sees them (augmented)",
+        )
         self._log_figure(trainer, "train_samples", fig)
 
     def on_test_epoch_start(self, trainer, pl_module):
@@ -122,8 +127,13 @@ class RunReport(Callback):
         self._log_figure(trainer, "confusion_matrix", ax.figure)
         if self._mistakes:
             _, images, labels, preds, probs = zip(*self._mistakes, strict=True)
-            fig = plots.misclassified_grid(plots.to_display(torch.stack(images), self._normalize(trainer)),
-                                           torch.tensor(labels), torch.tensor(preds), classes, n=self.n_mistakes,
-                                           probs=torch.stack(probs), show_confidence=True)
+            fig = plots.misclassified_grid(
+                plots.to_display(torch.stack(images), self._normalize(trainer)),
+                torch.tensor(labels),
+                torch.tensor(preds),
+                classes,
+                n=self.n_mistakes,
+                probs=torch.stack(probs),
+                show_confidence=True,
+            )
             self._log_figure(trainer, "test_mistakes", fig)
-

@@ -80,9 +80,11 @@ def resolve_mode(mode: str | None = None) -> str:
     if not wanted:
         return "online" if has_api_key() else "offline"
     check_choice("W&B mode", wanted, MODES)
-    check(wanted != "online" or has_api_key(),
-          "W&B mode is online but no API key is configured: run `wandb login` (or set WANDB_API_KEY), "
-          "or set WANDB_MODE=offline to log locally and `wandb sync` later")
+    check(
+        wanted != "online" or has_api_key(),
+        "W&B mode is online but no API key is configured: run `wandb login` (or set WANDB_API_KEY), "
+        "or set WANDB_MODE=offline to log locally and `wandb sync` later",
+    )
     return wanted
 
 
@@ -145,16 +147,34 @@ class WorkshopWandbLogger(WandbLogger):
         # `mode` goes straight to wandb.init; Lightning's own `offline=True` would forbid log_model, but W&B keeps
         # offline artifacts and `wandb sync` uploads them. (Lightning 2.6 always passes wandb.init an `anonymous`
         # setting, which recent wandb versions answer with a one-line warning that it has no effect.)
-        super().__init__(name=name, project=project, save_dir=save_dir, log_model=log_model, group=group, tags=tags,
-                         mode=self.mode, **kwargs)
+        super().__init__(
+            name=name,
+            project=project,
+            save_dir=save_dir,
+            log_model=log_model,
+            group=group,
+            tags=tags,
+            mode=self.mode,
+            **kwargs,
+        )
         self._run = None  # the W&B run, once Lightning's WandbLogger has started it (on first use)
         self._keep_record = record
-        self._record: dict[str, Any] = {"project": project, "name": name, "group": group, "tags": list(tags or []),
-                                        "mode": self.mode, "config": {}, "summary": {}, "history": []}
+        self._record: dict[str, Any] = {
+            "project": project,
+            "name": name,
+            "group": group,
+            "tags": list(tags or []),
+            "mode": self.mode,
+            "config": {},
+            "summary": {},
+            "history": [],
+        }
         self._last_write = 0.0
         if self.mode == "offline" and not mode and not os.environ.get("WANDB_MODE"):
-            rank_zero_info(f"W&B: no API key configured, logging offline under {save_dir}/wandb "
-                           "(upload later with `wandb sync <run folder>`)")
+            rank_zero_info(
+                f"W&B: no API key configured, logging offline under {save_dir}/wandb "
+                "(upload later with `wandb sync <run folder>`)"
+            )
 
     @property
     def experiment(self):
@@ -209,8 +229,12 @@ class WorkshopWandbLogger(WandbLogger):
             return None
         run, now = self._run, datetime.now(timezone.utc).isoformat(timespec="microseconds")
         self._record.setdefault("created", now)  # results list runs in this order
-        self._record.update(id=run.id, name=run.name, wandb_dir=None if self.mode == "disabled" else
-                            str(Path(run.dir).parent), written=now)
+        self._record.update(
+            id=run.id,
+            name=run.name,
+            wandb_dir=None if self.mode == "disabled" else str(Path(run.dir).parent),
+            written=now,
+        )
         path = self.record_path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
