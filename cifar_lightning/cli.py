@@ -4,15 +4,20 @@ LightningCLI turns the constructor arguments of CIFARSystem, CIFAR10DataModule a
 options (``--model.lr 0.1``, ``--data.batch_size 512``, ``--trainer.max_epochs 5``) and YAML configs.
 ``fit`` ends by testing the best checkpoint and printing its test accuracy; ``fit ... --ckpt_path last`` resumes
 the newest run (``resume.py``). Every file goes under ``--trainer.default_root_dir`` (default ``runs/``).
+``--trainer.precision auto`` (``precision: auto`` in a config) trains in the precision that suits the machine
+(``precision.py``).
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
+from typing import Literal
 
 from jsonargparse import lazy_instance
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
@@ -22,8 +27,31 @@ from cifar_lightning.config_errors import OneLineParser, check_config_files
 from cifar_lightning.data import CIFAR10DataModule
 from cifar_lightning.errors import CifarLightningError
 from cifar_lightning.model import CifarResNet
+from cifar_lightning.precision import pick_precision
 from cifar_lightning.run_guard import INTERRUPTED_STATUS, WRITE_ERRNOS, Interrupted, guard, write_message
 from cifar_lightning.system import CIFARSystem
+
+# The type of the Trainer's own ``precision`` argument (None included); CifarTrainer's adds "auto" to it.
+_TRAINER_PRECISION = inspect.signature(Trainer.__init__).parameters["precision"].annotation
+
+
+class CifarTrainer(Trainer):
+    """Lightning's Trainer, also taking ``precision="auto"``: the precision :func:`pick_precision` chooses for the
+    machine and the Trainer's ``accelerator`` (bf16-mixed on a GPU with native bfloat16, 16-mixed on an older GPU,
+    32-true on a CPU).
+
+    The CLI's parser reads the Trainer's options from this signature, so ``auto`` is a valid value there and any
+    other value is checked against the Trainer's own list.
+
+    Args:
+        precision: ``"auto"`` for the machine's choice, or any precision Lightning's Trainer takes
+            (``"bf16-mixed"``, ``"16-mixed"``, ``"32-true"``, ...); None is Lightning's default, 32-true.
+    """
+
+    def __init__(self, *, precision: _TRAINER_PRECISION | Literal["auto"] = None, **kwargs):
+        if precision == "auto":
+            precision = pick_precision(kwargs.get("accelerator", "auto"))
+        super().__init__(precision=precision, **kwargs)
 
 
 class CifarCLI(LightningCLI):
@@ -129,6 +157,7 @@ def build_cli(args: list[str] | None = None, run: bool = True, **kwargs) -> Cifa
     options = dict(
         seed_everything_default=42,
         save_config_kwargs={"overwrite": True},
+        trainer_class=CifarTrainer,
         trainer_defaults={"default_root_dir": "runs"},
         parser_class=OneLineParser,
     )

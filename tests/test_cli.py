@@ -71,8 +71,9 @@ def test_fit_writes_best_and_last_checkpoints(tmp_path):
     assert "last.ckpt" in ckpts and any(name.startswith("best-") for name in ckpts)
 
 
-# configs/full.yaml and configs/long.yaml on a CPU: their TQDMProgressBar (refresh_rate 20) stays in trainer.callbacks
-GPU_CONFIG_ON_CPU = ["--trainer.accelerator", "cpu", "--trainer.precision", "32-true"]
+# configs/full.yaml and configs/long.yaml on a CPU (precision: auto makes it 32-true): their TQDMProgressBar
+# (refresh_rate 20) stays in trainer.callbacks
+GPU_CONFIG_ON_CPU = ["--trainer.accelerator", "cpu"]
 
 
 @pytest.mark.parametrize("config", ["configs/full.yaml", "configs/long.yaml"])
@@ -129,6 +130,7 @@ def fails_with(capsys, args, pattern):
         ("--data.val_fraction", "1.5", "val_fraction must be between 0 and 1"),
         ("--data.val_fraction", "0", "val_fraction must be between 0 and 1"),
         ("--data.source", "imagenet", "unknown data source 'imagenet'"),
+        ("--trainer.precision", "fast", '"trainer.precision"'),
     ],
 )
 def test_bad_arguments(capsys, tmp_path, option, value, pattern):
