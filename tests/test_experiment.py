@@ -82,12 +82,44 @@ def test_profile_table_sorts_by_total_time():
     assert table["calls"].tolist() == [2, 1]
 
 
-@pytest.mark.parametrize("algorithm", ["norm", "value"])
-def test_grad_norm_logger_sees_clipping(tmp_path, datamodule, algorithm):
-    limit = 0.01  # far below the gradients of a fresh network, so every step is clipped
+class RecordingSGD(torch.optim.SGD):
+    """SGD that records the 2-norm of the gradients it is about to apply: Lightning's closure (training step,
+    backward, ``on_before_optimizer_step``, clipping) runs first, then the update reads ``.grad``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.applied = []
+
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        self.applied.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
+        super().step()
+        return loss
+
+
+class RecordedSystem(CIFARSystem):
+    """CIFARSystem's parameter groups (no weight decay on BatchNorm and biases) and Nesterov SGD, in the
+    multi-tensor implementation a GPU gets by default: it adds the momentum term into ``.grad`` in place for the
+    group without weight decay, so ``.grad`` read after the step is not what the step applied."""
+
+    def configure_optimizers(self):
+        decay = [p for p in self.parameters() if p.ndim > 1]
+        no_decay = [p for p in self.parameters() if p.ndim <= 1]
+        groups = [{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}]
+        return RecordingSGD(groups, lr=self.lr, momentum=0.9, nesterov=True, foreach=True)
+
+
+@pytest.mark.parametrize("algorithm", [None, "norm", "value"])
+def test_grad_norm_logger_logs_the_norm_the_optimizer_applies(tmp_path, datamodule, algorithm):
+    limit = 0.01 if algorithm else None  # far below the gradients of a fresh network: every step is clipped
+    system = RecordedSystem(build_resnet(width=4), lr=0.5, scheduler="none")
     _, metrics = fit_experiment(
-        tmp_path / algorithm,
-        tiny_system,
+        tmp_path / str(algorithm),
+        system,
         datamodule,
         callbacks=[GradNormLogger()],
         gradient_clip_val=limit,
@@ -96,14 +128,34 @@ def test_grad_norm_logger_sees_clipping(tmp_path, datamodule, algorithm):
     )
     rows = metrics.dropna(subset=["grad_norm"])
     assert len(rows) == 3  # one per optimizer step
-    before = rows["grad_norm"].to_numpy()
-    after = metrics["grad_norm_clipped"].dropna().to_numpy()
-    assert len(after) == 3
-    assert (before > limit).all()
-    if algorithm == "norm":
-        assert after == pytest.approx([limit] * 3, rel=1e-3)
+    before, after = rows["grad_norm"].to_numpy(), rows["grad_norm_clipped"].to_numpy()
+    assert after == pytest.approx(system.optimizers().optimizer.applied, rel=1e-5)
+    assert (before >= after * (1 - 1e-6)).all()
+    if algorithm is None:
+        assert after == pytest.approx(before, rel=1e-6)
+    elif algorithm == "norm":
+        assert (before > limit).all()
+        assert (after <= limit * (1 + 1e-5)).all() and after == pytest.approx([limit] * 3, rel=1e-3)
     else:  # every entry capped at `limit`: the norm shrinks but stays above it
-        assert (after < before).all() and (rows["grad_max_abs"].to_numpy() > limit).all()
+        assert (rows["grad_max_abs"].to_numpy() > limit).all()
+        assert (after < before).all() and (after > limit).all()
+
+
+def test_grad_norm_logger_leaves_a_module_s_own_clipping_unmeasured(tmp_path, datamodule):
+    class OwnClipping(CIFARSystem):
+        def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+            self.clip_gradients(optimizer, gradient_clip_val=0.01, gradient_clip_algorithm="value")
+
+    with pytest.warns(UserWarning, match="overrides configure_gradient_clipping"):
+        _, metrics = fit_experiment(
+            tmp_path / "own",
+            lambda: OwnClipping(build_resnet(width=4), lr=0.5, scheduler="none"),
+            datamodule,
+            callbacks=[GradNormLogger()],
+            **TINY,
+        )
+    assert metrics["grad_norm"].notna().sum() == 3
+    assert "grad_norm_clipped" not in metrics.columns
 
 
 def test_grad_norm_logger_logs_once_per_accumulated_step(tmp_path, datamodule):
