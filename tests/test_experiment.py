@@ -1,4 +1,5 @@
-"""fit_experiment logs to its own folder, read_metrics reads it back, GradNormLogger measures what clipping does."""
+"""fit_experiment logs to its own folder, read_metrics reads it back, profile_breakdown splits the training time,
+GradNormLogger measures what clipping does."""
 
 from pathlib import Path
 
@@ -8,8 +9,16 @@ import torch
 
 from cifar_lightning import CIFAR10DataModule, CIFARSystem, GradNormLogger, build_resnet
 from cifar_lightning.errors import CifarLightningError
-from cifar_lightning.experiment import TTA_VARIANTS, fit_experiment, profile_table, read_metrics, validate_tta_variants
-from tests.helpers import cpu_trainer
+from cifar_lightning.experiment import (
+    PROFILE_PARTS,
+    TTA_VARIANTS,
+    fit_experiment,
+    profile_breakdown,
+    profile_table,
+    read_metrics,
+    validate_tta_variants,
+)
+from tests.helpers import cpu_trainer, nested_profile
 
 TINY = dict(max_epochs=1, limit_train_batches=3, limit_val_batches=1, enable_checkpointing=False)
 
@@ -80,6 +89,33 @@ def test_profile_table_sorts_by_total_time():
     assert table["action"].tolist() == ["slow", "mid"]
     assert table["total_s"].tolist() == pytest.approx([3.0, 0.5])
     assert table["calls"].tolist() == [2, 1]
+    assert profile_table(profiler, top=None)["action"].tolist() == ["slow", "mid", "fast"]
+
+
+def test_profile_breakdown_counts_every_wait_for_data_and_adds_up_to_the_epochs():
+    profiler = nested_profile()
+    assert "[_TrainingEpochLoop].train_dataloader_next" not in profile_table(profiler, top=8)["action"].tolist()
+    parts = profile_breakdown(profiler)["seconds"]
+    assert parts["waiting for data"] == pytest.approx(0.01)  # summed before any cut, however short
+    assert parts["forward (training_step)"] == pytest.approx(2.0) and parts["backward"] == pytest.approx(3.0)
+    assert parts["rest of the batch (optimizer update, hooks)"] == pytest.approx(6.0 - 2.0 - 3.0)
+    assert parts["rest of the epoch (validation, logging)"] == pytest.approx(10.0 - 0.01 - 6.0)
+    assert parts.sum() == pytest.approx(10.0)  # nested timings counted once: the parts add up to the epoch
+    assert profile_breakdown(profiler)["share"].sum() == pytest.approx(1.0)
+
+
+def test_profile_breakdown_of_a_real_fit(tmp_path, datamodule):
+    from lightning.pytorch.profilers import SimpleProfiler
+
+    profiler = SimpleProfiler()
+    fit_experiment(tmp_path / "profile", tiny_system, datamodule, profiler=profiler, **{**TINY, "max_epochs": 2})
+    breakdown = profile_breakdown(profiler)
+    assert list(breakdown.index) == list(PROFILE_PARTS)
+    assert (breakdown["seconds"] >= 0).all() and breakdown.loc["waiting for data", "seconds"] > 0
+    epochs = float(np.sum(profiler.recorded_durations["run_training_epoch"]))
+    assert breakdown["seconds"].sum() == pytest.approx(epochs)
+    with pytest.raises(CifarLightningError, match="no training epoch"):
+        profile_breakdown(SimpleProfiler())
 
 
 class RecordingSGD(torch.optim.SGD):
