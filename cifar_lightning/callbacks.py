@@ -121,8 +121,9 @@ class GradNormLogger(Callback):
     Lightning calls ``on_before_optimizer_step`` once the gradients are complete (accumulated, and unscaled under
     ``16-mixed``), clips them right after, then updates the weights; no hook runs between the clipping and the
     update. So the clipped norm is computed here from the unclipped gradients with :func:`clipped_grad_norm`.
-    Reading ``.grad`` after the step would measure something else: PyTorch's multi-tensor SGD (a GPU's default)
-    with Nesterov momentum adds the momentum term into the ``.grad`` of the parameters without weight decay.
+    Reading ``.grad`` after the step can measure something else: PyTorch's multi-tensor SGD (its default
+    implementation on a GPU) with Nesterov momentum adds the momentum term into the ``.grad`` of the parameters
+    without weight decay.
     A LightningModule that overrides ``configure_gradient_clipping`` clips its own way: then ``grad_norm_clipped``
     is not logged.
     """
