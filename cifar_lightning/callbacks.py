@@ -22,7 +22,8 @@ from lightning.pytorch.callbacks import (
     StochasticWeightAveraging,
 )
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import grad_norm
+from lightning.pytorch.utilities.model_helpers import is_overridden
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from cifar_lightning.errors import check
 
@@ -89,35 +90,65 @@ def tensor_digest(tensors, length: int = 12) -> str:
     return sha.hexdigest()[:length]
 
 
-class GradNormLogger(Callback):
-    """Logs the gradient's size at every optimizer step, before and after clipping.
+def total_norm(tensors) -> torch.Tensor:
+    """The 2-norm of ``tensors`` taken together as one vector."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
 
-    ``grad_norm``: the total 2-norm before clipping (what the loss produced); ``grad_max_abs``: its largest
-    entry (what ``gradient_clip_algorithm="value"`` caps); ``grad_norm_clipped``: the 2-norm the optimizer
-    actually used. Lightning calls ``on_before_optimizer_step`` just before it clips, and the clipped
-    gradients are still there at ``on_train_batch_end`` (they are zeroed at the next step).
+
+def clipped_grad_norm(grads, limit: float | None, algorithm: str | None) -> torch.Tensor:
+    """The 2-norm of ``grads`` after the clipping of ``Trainer(gradient_clip_val=limit,
+    gradient_clip_algorithm=algorithm)``, computed as torch clips, without changing ``grads``.
+
+    By norm (Lightning's default algorithm) every gradient is scaled by ``min(1, limit / (norm + 1e-6))``
+    (``torch.nn.utils.clip_grad_norm_``); by value every entry is clamped to ``[-limit, limit]``
+    (``clip_grad_value_``). No limit (None or 0): the norm as it is.
+    """
+    norm = total_norm(grads)
+    if not limit:
+        return norm
+    if algorithm == "value":
+        return total_norm([g.clamp(-limit, limit) for g in grads])
+    return norm * torch.clamp(limit / (norm + 1e-6), max=1.0)
+
+
+class GradNormLogger(Callback):
+    """Logs the gradient's size at every optimizer step: as backward produced it, and as the optimizer applies it.
+
+    ``grad_norm``: the total 2-norm before clipping; ``grad_max_abs``: its largest entry (what
+    ``gradient_clip_algorithm="value"`` caps); ``grad_norm_clipped``: the 2-norm after the Trainer's clipping
+    (``gradient_clip_val``, ``gradient_clip_algorithm``), the gradient the optimizer's update uses.
+
+    Lightning calls ``on_before_optimizer_step`` once the gradients are complete (accumulated, and unscaled under
+    ``16-mixed``), clips them right after, then updates the weights; no hook runs between the clipping and the
+    update. So the clipped norm is computed here from the unclipped gradients with :func:`clipped_grad_norm`.
+    Reading ``.grad`` after the step can measure something else: PyTorch's multi-tensor SGD (its default
+    implementation on a GPU) with Nesterov momentum adds the momentum term into the ``.grad`` of the parameters
+    without weight decay.
+    A LightningModule that overrides ``configure_gradient_clipping`` clips its own way: then ``grad_norm_clipped``
+    is not logged.
     """
 
     def __init__(self):
-        self._stepped = False
+        self._own_clipping = False
+
+    def on_fit_start(self, trainer, pl_module):
+        self._own_clipping = is_overridden("configure_gradient_clipping", pl_module, L.LightningModule)
+        if self._own_clipping:
+            rank_zero_warn(
+                f"{type(pl_module).__name__} overrides configure_gradient_clipping: GradNormLogger logs the norm "
+                "before clipping only (grad_norm), not grad_norm_clipped"
+            )
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        norms = grad_norm(pl_module, 2)
-        if not norms:
+        grads = [p.grad for p in trainer.precision_plugin.main_params(optimizer) if p.grad is not None]
+        if not grads:
             return
-        max_abs = grad_norm(pl_module, "inf")["grad_inf_norm_total"]
-        pl_module.log_dict(
-            {"grad_norm": norms["grad_2.0_norm_total"], "grad_max_abs": max_abs}, on_step=True, on_epoch=False
-        )
-        self._stepped = True
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if not self._stepped:  # accumulating: no optimizer step on this batch
-            return
-        self._stepped = False
-        norms = grad_norm(pl_module, 2)
-        if norms:
-            pl_module.log("grad_norm_clipped", norms["grad_2.0_norm_total"], on_step=True, on_epoch=False)
+        values = {"grad_norm": total_norm(grads), "grad_max_abs": torch.stack([g.abs().max() for g in grads]).max()}
+        if not self._own_clipping:
+            values["grad_norm_clipped"] = clipped_grad_norm(
+                grads, trainer.gradient_clip_val, trainer.gradient_clip_algorithm
+            )
+        pl_module.log_dict(values, on_step=True, on_epoch=False)
 
 
 class ProgressiveCrop(Callback):

@@ -6,8 +6,9 @@
                                       max_epochs=3, gradient_clip_val=1.0)
     read_metrics(metrics, by="epoch")        # one row per epoch (also from a Trainer or a log folder)
 
-Also here: ``quiet_logs()`` (lean notebook output), ``device_name()`` (what timings ran on) and ``profile_table``
-(a SimpleProfiler's slowest actions). Figures of these tables are in :mod:`cifar_lightning.plots`.
+Also here: ``quiet_logs()`` (lean notebook output), ``device_name()`` (what timings ran on), ``profile_table``
+(a SimpleProfiler's slowest actions) and ``profile_breakdown`` (its training time in parts that add up). Figures
+of these tables are in :mod:`cifar_lightning.plots`.
 """
 
 from __future__ import annotations
@@ -127,11 +128,52 @@ def read_metrics(source: L.Trainer | str | Path | pd.DataFrame, by: str | None =
     return merged.drop(columns=[c for c in ("epoch", "step") if c in merged.columns])
 
 
-def profile_table(profiler, top: int = 8) -> pd.DataFrame:
-    """Total and mean seconds of the ``top`` slowest actions a ``SimpleProfiler`` recorded."""
+def profile_table(profiler, top: int | None = 8) -> pd.DataFrame:
+    """Total and mean seconds of the ``top`` slowest actions a ``SimpleProfiler`` recorded (all with ``None``).
+
+    Actions nest (``run_training_epoch`` holds ``run_training_batch``, which holds ``training_step``): the totals
+    overlap and do not add up. :func:`profile_breakdown` splits the training time into parts that do.
+    """
     rows = [(name, float(np.sum(d)), float(np.mean(d)), len(d)) for name, d in profiler.recorded_durations.items()]
-    table = pd.DataFrame(rows, columns=["action", "total_s", "mean_s", "calls"])
-    return table.sort_values("total_s", ascending=False).head(top).reset_index(drop=True)
+    table = pd.DataFrame(rows, columns=["action", "total_s", "mean_s", "calls"]).sort_values("total_s", ascending=False)
+    return (table if top is None else table.head(top)).reset_index(drop=True)
+
+
+# The parts of a training epoch that profile_breakdown reports, and the SimpleProfiler actions each is read from.
+PROFILE_PARTS = {
+    "waiting for data": "train_dataloader_next",
+    "forward (training_step)": "[Strategy]*.training_step",
+    "backward": "[Strategy]*.backward",
+    "rest of the batch (optimizer update, hooks)": "run_training_batch - training_step - backward",
+    "rest of the epoch (validation, logging)": "run_training_epoch - data - run_training_batch",
+}
+
+
+def profile_breakdown(profiler) -> pd.DataFrame:
+    """The training epochs' time (``run_training_epoch``, all epochs) of a ``SimpleProfiler``, split into the
+    parts of :data:`PROFILE_PARTS`, which do not overlap and add up to it.
+
+    Columns: ``seconds``, ``share`` of the epochs' time, ``measured_as`` (the profiler actions). Each part sums
+    every call of its actions, however short. Not in the wait for data: the first batch of each epoch, fetched
+    when the epoch's loader starts (with its workers); from the second epoch on it counts in the rest of the epoch.
+    """
+    durations = {name: float(np.sum(d)) for name, d in profiler.recorded_durations.items()}
+
+    def total(suffix: str) -> float:  # the strategy's hook, whatever the strategy's class (DDPStrategy, ...)
+        return sum(s for name, s in durations.items() if name.startswith("[Strategy]") and name.endswith(suffix))
+
+    check(
+        "run_training_epoch" in durations,
+        "this profiler timed no training epoch: pass it to a Trainer (profiler=...) and fit",
+    )
+    epochs, batches = durations["run_training_epoch"], durations.get("run_training_batch", 0.0)
+    data = durations.get("[_TrainingEpochLoop].train_dataloader_next", 0.0)
+    forward, backward = total(".training_step"), total(".backward")
+    seconds = [data, forward, backward, batches - forward - backward, epochs - data - batches]
+    table = pd.DataFrame({"seconds": seconds, "measured_as": list(PROFILE_PARTS.values())}, index=list(PROFILE_PARTS))
+    table.insert(1, "share", table["seconds"] / epochs)
+    table.index.name = "part"
+    return table
 
 
 # Test-time augmentation settings to compare on the validation split (evaluation only: training does not change):

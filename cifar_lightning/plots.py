@@ -6,7 +6,7 @@
     ax = plots.plot_metric_curves({"lr": trainer_a, "lr/10": log_dir_b}, "val_acc", by="epoch")
     plots.save_figure(ax.figure, "lr-vs-lr10.png")            # -> lesson.figure_path(...)
 
-The tables they draw come from :mod:`cifar_lightning.experiment` (``read_metrics``, ``profile_table``);
+The tables they draw come from :mod:`cifar_lightning.experiment` (``read_metrics``, ``profile_breakdown``);
 :class:`~cifar_lightning.tracking.RunReport` draws its W&B pictures with these functions too.
 """
 
@@ -186,14 +186,25 @@ def plot_confusion_matrix(matrix: torch.Tensor | np.ndarray, classes: Sequence[s
     return ax
 
 
-def plot_profile(table: pd.DataFrame, ax=None):
-    """Horizontal bars of the total seconds per action from :func:`~cifar_lightning.experiment.profile_table`."""
+def plot_profile(breakdown: pd.DataFrame, ax=None):
+    """Horizontal bars of the parts of the training time from
+    :func:`~cifar_lightning.experiment.profile_breakdown`, each labelled with its seconds and share.
+
+    The parts do not overlap, so the bars add up to the training epochs' time (the title gives it).
+    """
+    check(
+        {"seconds", "share"} <= set(breakdown.columns),
+        "plot_profile draws the table of experiment.profile_breakdown(profiler)",
+    )
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 0.35 * len(table) + 1))
-    ax.barh(table["action"][::-1], table["total_s"][::-1])
-    ax.set_xlabel("total seconds")
-    ax.set_title("where the time went (SimpleProfiler)")
-    ax.tick_params(axis="y", labelsize=7)
+        _, ax = plt.subplots(figsize=(7, 0.4 * len(breakdown) + 1))
+    parts = breakdown[::-1]  # the first part on top
+    bars = ax.barh(list(parts.index), parts["seconds"])
+    ax.bar_label(bars, labels=[f" {s:.2f} s ({f:.0%})" for s, f in zip(parts["seconds"], parts["share"], strict=True)])
+    ax.set_xlim(0, max(parts["seconds"].max(), 1e-9) * 1.35)  # room for the labels
+    ax.set_xlabel("seconds")
+    ax.set_title(f"where the {breakdown['seconds'].sum():.2f} s of training went (SimpleProfiler)", fontsize=10)
+    ax.tick_params(axis="y", labelsize=8)
     return ax
 
 

@@ -69,3 +69,24 @@ class SwallowCtrlC(L.Callback):
                 time.sleep(5)  # the interrupt arrives here
             except KeyboardInterrupt:
                 pass
+
+
+def nested_profile():
+    """A SimpleProfiler's durations as a fit nests them: the epoch holds the batches and the waits for data, a batch
+    holds the optimizer step, which holds training_step and backward; plus more hooks than a top-8 cut keeps, each
+    longer than the (short) wait for data."""
+    from lightning.pytorch.profilers import SimpleProfiler
+
+    profiler = SimpleProfiler()
+    profiler.recorded_durations.update(
+        {
+            "run_training_epoch": [10.0],
+            "run_training_batch": [3.0, 3.0],
+            "[LightningModule]CIFARSystem.optimizer_step": [2.9, 2.9],
+            "[Strategy]DDPStrategy.training_step": [1.0, 1.0],
+            "[Strategy]DDPStrategy.backward": [1.5, 1.5],
+            "[_TrainingEpochLoop].train_dataloader_next": [0.005, 0.005],
+            **{f"[Callback]hook{i}": [0.1] for i in range(10)},
+        }
+    )
+    return profiler

@@ -1,4 +1,5 @@
-"""fit_experiment logs to its own folder, read_metrics reads it back, GradNormLogger measures what clipping does."""
+"""fit_experiment logs to its own folder, read_metrics reads it back, profile_breakdown splits the training time,
+GradNormLogger measures what clipping does."""
 
 from pathlib import Path
 
@@ -8,8 +9,16 @@ import torch
 
 from cifar_lightning import CIFAR10DataModule, CIFARSystem, GradNormLogger, build_resnet
 from cifar_lightning.errors import CifarLightningError
-from cifar_lightning.experiment import TTA_VARIANTS, fit_experiment, profile_table, read_metrics, validate_tta_variants
-from tests.helpers import cpu_trainer
+from cifar_lightning.experiment import (
+    PROFILE_PARTS,
+    TTA_VARIANTS,
+    fit_experiment,
+    profile_breakdown,
+    profile_table,
+    read_metrics,
+    validate_tta_variants,
+)
+from tests.helpers import cpu_trainer, nested_profile
 
 TINY = dict(max_epochs=1, limit_train_batches=3, limit_val_batches=1, enable_checkpointing=False)
 
@@ -80,14 +89,73 @@ def test_profile_table_sorts_by_total_time():
     assert table["action"].tolist() == ["slow", "mid"]
     assert table["total_s"].tolist() == pytest.approx([3.0, 0.5])
     assert table["calls"].tolist() == [2, 1]
+    assert profile_table(profiler, top=None)["action"].tolist() == ["slow", "mid", "fast"]
 
 
-@pytest.mark.parametrize("algorithm", ["norm", "value"])
-def test_grad_norm_logger_sees_clipping(tmp_path, datamodule, algorithm):
-    limit = 0.01  # far below the gradients of a fresh network, so every step is clipped
+def test_profile_breakdown_counts_every_wait_for_data_and_adds_up_to_the_epochs():
+    profiler = nested_profile()
+    assert "[_TrainingEpochLoop].train_dataloader_next" not in profile_table(profiler, top=8)["action"].tolist()
+    parts = profile_breakdown(profiler)["seconds"]
+    assert parts["waiting for data"] == pytest.approx(0.01)  # summed before any cut, however short
+    assert parts["forward (training_step)"] == pytest.approx(2.0) and parts["backward"] == pytest.approx(3.0)
+    assert parts["rest of the batch (optimizer update, hooks)"] == pytest.approx(6.0 - 2.0 - 3.0)
+    assert parts["rest of the epoch (validation, logging)"] == pytest.approx(10.0 - 0.01 - 6.0)
+    assert parts.sum() == pytest.approx(10.0)  # nested timings counted once: the parts add up to the epoch
+    assert profile_breakdown(profiler)["share"].sum() == pytest.approx(1.0)
+
+
+def test_profile_breakdown_of_a_real_fit(tmp_path, datamodule):
+    from lightning.pytorch.profilers import SimpleProfiler
+
+    profiler = SimpleProfiler()
+    fit_experiment(tmp_path / "profile", tiny_system, datamodule, profiler=profiler, **{**TINY, "max_epochs": 2})
+    breakdown = profile_breakdown(profiler)
+    assert list(breakdown.index) == list(PROFILE_PARTS)
+    assert (breakdown["seconds"] >= 0).all() and breakdown.loc["waiting for data", "seconds"] > 0
+    epochs = float(np.sum(profiler.recorded_durations["run_training_epoch"]))
+    assert breakdown["seconds"].sum() == pytest.approx(epochs)
+    with pytest.raises(CifarLightningError, match="no training epoch"):
+        profile_breakdown(SimpleProfiler())
+
+
+class RecordingSGD(torch.optim.SGD):
+    """SGD that records the 2-norm of the gradients it is about to apply: Lightning's closure (training step,
+    backward, ``on_before_optimizer_step``, clipping) runs first, then the update reads ``.grad``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.applied = []
+
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        self.applied.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
+        super().step()
+        return loss
+
+
+class RecordedSystem(CIFARSystem):
+    """CIFARSystem's parameter groups (no weight decay on BatchNorm and biases) and Nesterov SGD, in the
+    multi-tensor implementation a GPU gets by default: it adds the momentum term into ``.grad`` in place for the
+    group without weight decay, so ``.grad`` read after the step is not what the step applied."""
+
+    def configure_optimizers(self):
+        decay = [p for p in self.parameters() if p.ndim > 1]
+        no_decay = [p for p in self.parameters() if p.ndim <= 1]
+        groups = [{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}]
+        return RecordingSGD(groups, lr=self.lr, momentum=0.9, nesterov=True, foreach=True)
+
+
+@pytest.mark.parametrize("algorithm", [None, "norm", "value"])
+def test_grad_norm_logger_logs_the_norm_the_optimizer_applies(tmp_path, datamodule, algorithm):
+    limit = 0.01 if algorithm else None  # far below the gradients of a fresh network: every step is clipped
+    system = RecordedSystem(build_resnet(width=4), lr=0.5, scheduler="none")
     _, metrics = fit_experiment(
-        tmp_path / algorithm,
-        tiny_system,
+        tmp_path / str(algorithm),
+        system,
         datamodule,
         callbacks=[GradNormLogger()],
         gradient_clip_val=limit,
@@ -96,14 +164,34 @@ def test_grad_norm_logger_sees_clipping(tmp_path, datamodule, algorithm):
     )
     rows = metrics.dropna(subset=["grad_norm"])
     assert len(rows) == 3  # one per optimizer step
-    before = rows["grad_norm"].to_numpy()
-    after = metrics["grad_norm_clipped"].dropna().to_numpy()
-    assert len(after) == 3
-    assert (before > limit).all()
-    if algorithm == "norm":
-        assert after == pytest.approx([limit] * 3, rel=1e-3)
+    before, after = rows["grad_norm"].to_numpy(), rows["grad_norm_clipped"].to_numpy()
+    assert after == pytest.approx(system.optimizers().optimizer.applied, rel=1e-5)
+    assert (before >= after * (1 - 1e-6)).all()
+    if algorithm is None:
+        assert after == pytest.approx(before, rel=1e-6)
+    elif algorithm == "norm":
+        assert (before > limit).all()
+        assert (after <= limit * (1 + 1e-5)).all() and after == pytest.approx([limit] * 3, rel=1e-3)
     else:  # every entry capped at `limit`: the norm shrinks but stays above it
-        assert (after < before).all() and (rows["grad_max_abs"].to_numpy() > limit).all()
+        assert (rows["grad_max_abs"].to_numpy() > limit).all()
+        assert (after < before).all() and (after > limit).all()
+
+
+def test_grad_norm_logger_leaves_a_module_s_own_clipping_unmeasured(tmp_path, datamodule):
+    class OwnClipping(CIFARSystem):
+        def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+            self.clip_gradients(optimizer, gradient_clip_val=0.01, gradient_clip_algorithm="value")
+
+    with pytest.warns(UserWarning, match="overrides configure_gradient_clipping"):
+        _, metrics = fit_experiment(
+            tmp_path / "own",
+            lambda: OwnClipping(build_resnet(width=4), lr=0.5, scheduler="none"),
+            datamodule,
+            callbacks=[GradNormLogger()],
+            **TINY,
+        )
+    assert metrics["grad_norm"].notna().sum() == 3
+    assert "grad_norm_clipped" not in metrics.columns
 
 
 def test_grad_norm_logger_logs_once_per_accumulated_step(tmp_path, datamodule):

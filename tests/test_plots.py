@@ -10,7 +10,8 @@ import torch
 
 from cifar_lightning import plots
 from cifar_lightning.errors import CifarLightningError
-from cifar_lightning.experiment import profile_table
+from cifar_lightning.experiment import profile_breakdown, profile_table
+from tests.helpers import nested_profile
 
 
 def test_to_hwc_accepts_uint8_chw_and_float_hwc():
@@ -93,13 +94,15 @@ def test_misclassified_grid_shows_only_mistakes_most_confident_first():
     assert perfect._suptitle.get_text().startswith("0 misclassified") and not any(ax.images for ax in perfect.axes)
 
 
-def test_plot_profile_draws_one_bar_per_action():
-    from lightning.pytorch.profilers import SimpleProfiler
-
-    profiler = SimpleProfiler()
-    profiler.recorded_durations.update({"fast": [0.1, 0.1], "slow": [1.0, 2.0], "mid": [0.5]})
-    ax = plots.plot_profile(profile_table(profiler, top=2))
-    assert len(ax.patches) == 2
+def test_plot_profile_draws_parts_that_add_up_to_the_epochs():
+    breakdown = profile_breakdown(nested_profile())
+    ax = plots.plot_profile(breakdown)
+    widths = [bar.get_width() for bar in ax.patches]
+    assert len(widths) == len(breakdown)
+    assert sum(widths) == pytest.approx(10.0)  # the epoch's time, each nested second once
+    assert "10.00 s" in ax.get_title()
+    with pytest.raises(CifarLightningError, match="profile_breakdown"):
+        plots.plot_profile(profile_table(nested_profile()))
 
 
 def test_save_figure_writes_under_runs_in_smoke_mode(tmp_path, monkeypatch):
