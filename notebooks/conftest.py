@@ -2,7 +2,7 @@
 
 import os
 
-os.environ.setdefault("CIFAR_LIGHTNING_SMOKE", "1")
+os.environ.setdefault("CIFAR_LIGHTNING_SIZE", "smoke")
 os.environ.setdefault("WANDB_MODE", "offline")  # never prompt, never reach the network
 os.environ.setdefault("MPLBACKEND", "agg")
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny models on a shared 2-core CPU: threads only contend

@@ -226,7 +226,7 @@ def test_report_states_card_data_and_command_and_pairs_ddp_rows_with_one_gpu(gpu
 
 
 def test_lesson_10_reads_the_tables_the_plans_write(gpu_benchmark, tmp_path):
-    """The rows lesson 10 shows, read back by results.benchmark_table from the report's JSON."""
+    """The rows lesson 11 shows, read back by results.benchmark_table from the report's JSON."""
     jobs = [
         job("classic", 0, 1, 12000.0, compile_calls=()),
         job("full-compiled", 0, 1, 1e5),

@@ -107,7 +107,7 @@ def test_plot_profile_draws_parts_that_add_up_to_the_epochs():
 
 def test_save_figure_writes_under_runs_in_smoke_mode(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CIFAR_LIGHTNING_SMOKE", "1")
+    monkeypatch.setenv("CIFAR_LIGHTNING_SIZE", "smoke")
     fig = plots.image_grid(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
     path = plots.save_figure(fig, "grid.png")
     assert path == tmp_path / "runs" / "figures" / "grid.png"

@@ -231,7 +231,7 @@ def test_benchmark_table_reads_the_gpu_benchmark_summary(tmp_path):
 
 
 def test_a_gpu_benchmark_not_measured_yet_says_the_command_that_measures_it(tmp_path):
-    """Lesson 10 prints this line where the GPU benchmark's results file is not there yet."""
+    """Lesson 11 prints this line where the GPU benchmark's results file is not there yet."""
     with pytest.raises(CifarLightningError) as missing:
         results.benchmark_table(tmp_path / "gpu-recipes.json")
     assert str(missing.value) == (
