@@ -77,10 +77,10 @@ def run_dir(name: str) -> Path:
 def figure_path(name: str) -> Path:
     """Where a lesson saves a figure that the README and slides use.
 
-    Real runs write ``<root>/figures/<name>`` (committed); smoke runs write under ``runs/figures`` so that
-    CI never overwrites the real figures with synthetic ones.
+    Runs at ``full`` size write ``<root>/figures/<name>`` (committed); ``smoke`` and ``laptop`` runs write under
+    ``runs/figures``, so that neither CI nor a learner's laptop overwrites the figures of the full runs.
     """
-    folder = project_root() / ("runs/figures" if smoke() else "figures")
+    folder = project_root() / ("figures" if size() == "full" else "runs/figures")
     folder.mkdir(parents=True, exist_ok=True)
     return folder / name
 
