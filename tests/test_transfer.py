@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cifar_lightning import CIFARSystem, CifarLightningError, build_resnet
+from cifar_lightning import CifarLightningError, CIFARSystem, build_resnet
 from cifar_lightning.data import CIFAR10DataModule
 from cifar_lightning.transfer import ClassSubsetDataModule, FrozenFeatures, class_positions, for_new_task
 from tests.helpers import cpu_trainer
