@@ -392,11 +392,11 @@ def train_trial(config: dict, base_args: list[str]) -> None:
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
 
 
-def start_ray(address: str | None, num_cpus: int | None = None, quiet: bool = False) -> float:
+def start_ray(address: str | None, num_cpus: int | None = None, quiet: bool = False, attempts: int = 3) -> float:
     """Start a local Ray (no dashboard, no usage statistics) or join the cluster at ``address``; seconds it took.
 
     A Ray already running in this process is used as it is. A local start that times out (Ray waits a fixed time for
-    its helper processes, which a busy small machine can exceed) is tried once more.
+    its helper processes, which a busy small machine can exceed) is tried again, up to ``attempts`` times.
     """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never ask, never send
     import ray
@@ -408,12 +408,12 @@ def start_ray(address: str | None, num_cpus: int | None = None, quiet: bool = Fa
     if address:
         ray.init(address=address, **options)
     else:
-        for attempt in (1, 2):
+        for attempt in range(1, attempts + 1):
             try:
                 ray.init(num_cpus=num_cpus, **options)
                 break
             except Exception as err:  # Ray raises a plain Exception for a node that timed out starting
-                if attempt == 2 or "timed out" not in str(err):
+                if attempt == attempts or "timed out" not in str(err):
                     raise
                 ray.shutdown()
     return time.perf_counter() - start

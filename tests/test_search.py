@@ -153,3 +153,41 @@ def test_a_tiny_search_end_to_end_and_its_best_yaml_trains(tmp_path, capsys):
     assert cli.datamodule.batch_size == result.best_params["data.batch_size"]
     main(["fit", "--config", str(result.best_yaml), "--trainer.default_root_dir", str(tmp_path / "fit")])
     assert "test accuracy:" in capsys.readouterr().out
+
+
+def test_the_search_benchmark_plans_at_least_16_trials_and_equal_epochs(tmp_path):
+    from tests.test_benchmarks import load_script
+
+    bench = load_script("search_benchmark.py")
+    args = bench.parser().parse_args(["--data-dir", "/data/cifar10-jpeg", "--results", str(tmp_path)])
+    steps = bench.plan(args, ["--model.compile", "false"])
+    assert steps["search"]["num_samples"] >= 16 and steps["search"]["gpus_per_trial"] == 0.25
+    assert steps["search"]["options"][:4] == ["--data.source", "folder", "--data.data_dir", "/data/cifar10-jpeg"]
+    fits = steps["fits"]
+    assert [(name, seed) for name, _, seed, _ in fits] == [
+        (name, seed) for name in ("configs/full.yaml", "searched best.yaml") for seed in (0, 1, 2)
+    ]
+    for _, _config, seed, options in fits:
+        assert options[options.index("--trainer.max_epochs") + 1] == str(args.epochs)
+        assert options[options.index("--seed_everything") + 1] == str(seed) and "--model.compile" in options
+    assert fits[-1][1] == str(tmp_path / "search-best.yaml")
+
+
+def test_the_search_benchmark_reports_mean_std_and_a_verdict():
+    from tests.test_benchmarks import load_script
+
+    bench = load_script("search_benchmark.py")
+    data = "JPEG copy of CIFAR-10: 45,000 training / 5,000 validation images"
+    runs = [
+        {"name": n, "seed": s, "epochs": 12, "val_acc": a, "test_acc": a, "fit_s": 10.0, "data": data}
+        for n, accs in (("configs/full.yaml", (0.880, 0.882, 0.884)), ("searched best.yaml", (0.900, 0.901, 0.902)))
+        for s, a in enumerate(accs)
+    ]
+    info = {"trials": 16, "epochs": 12, "stopped": 9, "best_params": {"model.lr": 0.8}, "best_val_acc": 0.9}
+    md, summary = bench.report(info, runs, "python benchmarks/search_benchmark.py", {"card": "H200", "gpus": 1})
+    assert "JPEG copy of CIFAR-10" in md and "| configs/full.yaml | 12 | 0,1,2 | 88.20 ± 0.20 |" in md
+    assert summary["comparison"]["difference_points"] == pytest.approx(1.9)
+    assert "beats configs/full.yaml by 1.90 points" in summary["comparison"]["verdict"]
+    noisy = (0.880, 0.890, 0.885, 0.884, 0.878, 0.889)
+    close = [dict(r, test_acc=a) for r, a in zip(runs, noisy, strict=True)]
+    assert "no winner" in bench.compare(close)["verdict"]
