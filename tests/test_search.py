@@ -191,3 +191,13 @@ def test_the_search_benchmark_reports_mean_std_and_a_verdict():
     noisy = (0.880, 0.890, 0.885, 0.884, 0.878, 0.889)
     close = [dict(r, test_acc=a) for r, a in zip(runs, noisy, strict=True)]
     assert "no winner" in bench.compare(close)["verdict"]
+
+
+def test_the_command_ends_bad_input_in_one_error_line_before_starting_ray(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        search.main(["--config", "no-such.yaml", "--epochs", "1"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: no config file no-such.yaml"
+    with pytest.raises(SystemExit):
+        search.main(["--config", str(ROOT / "configs/quick.yaml"), "--model.lr", "0.1"])
+    assert "sets --model.lr itself" in capsys.readouterr().err
