@@ -188,12 +188,20 @@ class EMAWeights(EMAWeightAveraging):
     One hook differs: outside fitting a loaded checkpoint keeps its ``state_dict`` (the average), where Lightning's
     callback would put the raw weights back whenever it holds an average, e.g. testing the best checkpoint right
     after fit, which would then measure other weights than the ones validated.
+
+    When fit ends the module holds the average; ``raw_state_dict`` keeps a copy of the training weights as they were
+    then (``module.load_state_dict(ema.raw_state_dict)`` puts them back, e.g. to measure what the average adds).
     """
 
     def __init__(self, decay: float = 0.999, **kwargs):
         check(0 < decay < 1, f"decay must be in (0, 1), got {decay}")
         super().__init__(decay=decay, **kwargs)
         self.decay = decay
+        self.raw_state_dict: dict[str, torch.Tensor] | None = None
+
+    def on_train_end(self, trainer, pl_module):
+        self.raw_state_dict = {name: value.detach().clone() for name, value in pl_module.state_dict().items()}
+        super().on_train_end(trainer, pl_module)
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint):
         if trainer.state.fn == TrainerFn.FITTING:  # resuming: Lightning restores the raw weights and the average

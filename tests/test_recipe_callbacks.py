@@ -72,6 +72,16 @@ def fit_and_test(tmp_path, ema):
     return averaged, raw
 
 
+def test_ema_keeps_the_raw_weights_training_ended_with(tmp_path):
+    ema = EMAWeights(decay=0.5)
+    averaged, _, _ = tiny_fit(tmp_path / "ema", ema)
+    plain, _, _ = tiny_fit(tmp_path / "plain")  # the same seed and batches without the average
+    assert same_tensors(ema.raw_state_dict, plain.state_dict())  # the average does not change training
+    assert not same_tensors(averaged.state_dict(), plain.state_dict())  # the module holds the average after fit
+    averaged.load_state_dict(ema.raw_state_dict)
+    assert same_tensors(averaged.state_dict(), plain.state_dict())
+
+
 def test_ema_weights_are_what_the_test_measures(tmp_path):
     assert fit_and_test(tmp_path / "ours", EMAWeights(decay=0.9)) == (True, False)
     # Lightning's own callback puts the raw training weights back when test loads the checkpoint: why EMAWeights exists
