@@ -185,21 +185,57 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def versus_baseline(summary: pd.DataFrame, baseline: str = "baseline") -> pd.DataFrame:
-    """Each setting's test accuracy minus the baseline's (percentage points), and whether the difference is
-    larger than the baseline's own seed-to-seed noise (two standard deviations): a smaller one proves nothing."""
+    """Each setting's test accuracy minus the baseline's (percentage points), and whether the difference is larger
+    than the noise: twice the seed-to-seed standard deviation of single runs, pooled over the baseline's seeds and
+    the setting's (a setting with one run borrows the baseline's spread). A smaller difference proves nothing."""
     check(baseline in set(summary["setting"]), f"no {baseline!r} setting among {', '.join(summary['setting'])}")
     base = summary.set_index("setting").loc[baseline]
     delta = 100 * (summary["test_acc_mean"] - base["test_acc_mean"])
-    noise = 200 * base["test_acc_std"] if pd.notna(base["test_acc_std"]) else np.nan
+    base_std = base["test_acc_std"]
+    own_std = summary["test_acc_std"].fillna(base_std)
+    noise = 200 * np.sqrt((base_std**2 + own_std**2) / 2)  # NaN when the baseline has a single run
     return pd.DataFrame(
         {
             "setting": summary["setting"],
+            "runs": summary["runs"],
             "Δ test acc (points)": delta.round(2),
-            "baseline noise ±": round(noise, 2) if pd.notna(noise) else np.nan,
-            "beyond noise": [bool(pd.notna(noise) and abs(d) > noise) for d in delta],
+            "noise ± (points)": noise.round(2),
+            "beyond noise": [bool(pd.notna(n) and abs(d) > n) for d, n in zip(delta, noise, strict=True)],
             "time vs baseline": (summary["fit_seconds_mean"] / base["fit_seconds_mean"]).round(2),
         }
     )
+
+
+def describe_versus(versus: pd.DataFrame, baseline: str = "baseline") -> str:
+    """What a :func:`versus_baseline` table shows, in sentences built from its numbers: which settings beat the
+    baseline, or fall behind it, by more than the noise, and which stay within it."""
+    others = versus[versus["setting"] != baseline]
+    if others.empty:
+        return "Only the baseline ran: there is nothing to compare it with."
+    if others["noise ± (points)"].isna().all():
+        return (
+            "The baseline has a single run, so there is no seed spread to compare the differences with: "
+            "run it with more seeds (--seeds 3) before reading anything into them."
+        )
+
+    def item(row) -> str:
+        return f"{row['setting']} ({row['Δ test acc (points)']:+.2f} points, noise ± {row['noise ± (points)']:.2f})"
+
+    beyond = others[others["beyond noise"]]
+    better = [item(r) for _, r in beyond.iterrows() if r["Δ test acc (points)"] > 0]
+    worse = [item(r) for _, r in beyond.iterrows() if r["Δ test acc (points)"] < 0]
+    within = [item(r) for _, r in others[~others["beyond noise"]].iterrows()]
+    lines = [
+        "Beat the baseline beyond the seed spread: " + ("; ".join(better) if better else "none") + ".",
+        "Fell behind it beyond the seed spread: " + ("; ".join(worse) if worse else "none") + ".",
+    ]
+    if within:
+        lines.append(
+            "Within the seed spread, so not shown by these runs (more seeds or a longer budget might): "
+            + "; ".join(within)
+            + "."
+        )
+    return "\n".join(lines)
 
 
 def format_mean_std(mean, std, scale: float = 1.0, digits: int = 1) -> str:
