@@ -4,7 +4,7 @@
     python -m cifar_lightning.tracking.comparison --config configs/full.yaml --epochs 8 --summary benchmarks/results
     # on a laptop CPU in a few minutes (the CPU track, shortened; lesson 10 runs this at its laptop size):
     python -m cifar_lightning.tracking.comparison --config configs/cpu.yaml --settings baseline,no_lr_schedule \
-        --epochs 2 --data.subset 8000 --data.source folder --data.data_dir <cifar10-jpeg>
+        --epochs 2 --data.subset 5000 --data.source folder --data.data_dir <cifar10-jpeg>
     # on a CPU in seconds (synthetic data, width-8 network, 1 epoch of a few batches):
     python -m cifar_lightning.tracking.comparison --smoke
 
@@ -222,7 +222,7 @@ def run_one(
         trainer.fit(cli.model, datamodule=cli.datamodule)
         fit_seconds = time.perf_counter() - start
         ckpt = best_checkpoint(trainer) if setting.test_ckpt else None
-        trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
+        trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)  # the summary prints it
         tracker.log_metrics({"fit_seconds": fit_seconds})
     finally:
         tracker.finish()  # also after a failure: the next run must not continue this W&B run
