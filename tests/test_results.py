@@ -277,6 +277,43 @@ def test_benchmark_table_reads_the_gpu_benchmark_summary(tmp_path):
         results.benchmark_table(path, ["long"])
 
 
+def test_recipes_table_puts_a_lessons_run_beside_every_benchmark(tmp_path):
+    gpu = {
+        "versions": {"card": "NVIDIA H200"},
+        "rows": [
+            {
+                "name": "full-compiled",
+                "config": "configs/full.yaml",
+                "extra": "--model.compile reduce-overhead",
+                "gpus": 1,
+                "seeds": [0, 1, 2],
+                "epochs": 40,
+                "test_acc": [0.907, 0.0023],
+                "fit_s": [43.2, 26.5],
+                "compile_s": [23.9, 26.0],
+                "images_per_s": [101394.0, 3204.0],
+            }
+        ],
+    }
+    (tmp_path / "gpu-recipes.json").write_text(json.dumps(gpu))
+    cpu_runs = [{"test_acc": acc, "fit_s": 500.0, "epochs": 8, "train_images": 45000} for acc in (0.80, 0.81, 0.82)]
+    (tmp_path / "cpu-track.json").write_text(json.dumps({"cpu": "AMD EPYC", "cores": 2, "runs": cpu_runs}))
+    mine = {"run": "this lesson", "config": "configs/full.yaml", "machine": "GPU", "epochs": 40}
+    table = results.recipes_table(tmp_path, {**mine, "test_acc": 0.9051, "fit_s": 80.0, "images_per_s": 25000.0})
+    assert list(table.index) == ["this lesson", "full-compiled", "cpu-track"]
+    assert table.loc["this lesson", "test acc %"] == "90.51" and table.loc["this lesson", "compile s"] == "–"
+    assert table.loc["full-compiled", "machine"] == "1 x NVIDIA H200"
+    assert table.loc["full-compiled", "config"] == "configs/full.yaml --model.compile reduce-overhead"
+    assert table.loc["full-compiled", "test acc %"] == "90.70 ± 0.23" and table.loc["full-compiled", "seeds"] == 3
+    assert table.loc["cpu-track", "test acc %"] == "81.00 ± 1.00"
+    assert table.loc["cpu-track", "train images/s"] == "720"  # 8 x 45,000 images in 500 s, no spread
+    assert table.loc["cpu-track", "machine"] == "2-core AMD EPYC CPU"
+    assert table.attrs["test_acc"]["full-compiled"] == [0.907, 0.0023]
+    assert table.attrs["missing"] == [
+        "gpu-ddp.json: not measured yet: `python benchmarks/gpu_benchmark.py suite ddp` on a GPU"
+    ]
+
+
 def test_a_gpu_benchmark_not_measured_yet_says_the_command_that_measures_it(tmp_path):
     """Lesson 11 prints this line where the GPU benchmark's results file is not there yet."""
     with pytest.raises(CifarLightningError) as missing:
