@@ -141,6 +141,8 @@ def test_comparison_runner_smoke_offline(tmp_path, monkeypatch):
             "--smoke",
             "--settings",
             "baseline,lr_finder_div10",
+            "--seeds",
+            "1",
             "--baseline-seeds",
             "2",
             "--out",
@@ -166,6 +168,51 @@ def test_comparison_runner_smoke_offline(tmp_path, monkeypatch):
     runs, curves, meta = results.load_compact(summary_dir)
     assert runs["test_acc"].tolist() == pytest.approx(done["runs"]["test_acc"].tolist())
     assert len(curves) == 3 and meta["tag"] == "smoke-test" and meta["total_seconds"] > 0
+
+
+def test_comparison_runs_three_seeds_per_setting_by_default():
+    opts, extra = comparison.parse(["--settings", "baseline,adam", "--data.subset", "100"])
+    assert opts.seeds == 3 and opts.baseline_seeds is None  # main() gives the baseline --seeds runs too
+    assert extra == ["--data.subset", "100"]  # unknown options go to every run's CLI
+
+
+def versus_of(tests: dict[str, list[float]]) -> pd.DataFrame:
+    runs = pd.DataFrame(
+        [
+            {"setting": s, "seed": i, "test_acc": a, "best_val_acc": a, "fit_seconds": 10.0, "images_per_sec": 1.0}
+            for s, accs in tests.items()
+            for i, a in enumerate(accs)
+        ]
+    ).assign(lr=0.1)
+    return results.versus_baseline(results.summarize(runs))
+
+
+def test_versus_baseline_pools_the_seed_spread_of_both_arms():
+    versus = versus_of(
+        {
+            "baseline": [0.80, 0.81, 0.82],  # std 1 point
+            "worse": [0.70, 0.71, 0.72],  # 10 points below, std 1: far beyond
+            "same": [0.80, 0.82, 0.84],  # +1 point, std 2: pooled std sqrt(2.5), noise ± 3.16
+            "single": [0.835],  # one run: borrows the baseline's spread, noise ± 2
+        }
+    ).set_index("setting")
+    assert versus["Δ test acc (points)"].to_dict() == pytest.approx(
+        {"baseline": 0.0, "worse": -10.0, "same": 1.0, "single": 2.5}
+    )
+    assert versus["noise ± (points)"].to_dict() == pytest.approx(
+        {"baseline": 2.0, "worse": 2.0, "same": 3.16, "single": 2.0}, abs=0.01
+    )
+    assert versus["beyond noise"].to_dict() == {"baseline": False, "worse": True, "same": False, "single": True}
+    text = results.describe_versus(versus.reset_index())
+    assert "Beat the baseline beyond the seed spread: single (+2.50 points, noise ± 2.00)." in text
+    assert "Fell behind it beyond the seed spread: worse (-10.00 points, noise ± 2.00)." in text
+    assert "Within the seed spread" in text and "same (+1.00 points, noise ± 3.16)" in text
+
+
+def test_versus_baseline_of_a_single_baseline_run_claims_nothing():
+    versus = versus_of({"baseline": [0.80], "adam": [0.90]})
+    assert not versus["beyond noise"].any() and versus["noise ± (points)"].isna().all()
+    assert "single run" in results.describe_versus(versus)
 
 
 def test_comparison_runner_rejects_unknown_settings():
@@ -228,6 +275,43 @@ def test_benchmark_table_reads_the_gpu_benchmark_summary(tmp_path):
     assert timed.loc["full", "compile s"] == "9.1 ± 0.5" and timed.loc["full", "fit s less compile"] == "18.1 ± 0.1"
     with pytest.raises(CifarLightningError, match="no run named long"):
         results.benchmark_table(path, ["long"])
+
+
+def test_recipes_table_puts_a_lessons_run_beside_every_benchmark(tmp_path):
+    gpu = {
+        "versions": {"card": "NVIDIA H200"},
+        "rows": [
+            {
+                "name": "full-compiled",
+                "config": "configs/full.yaml",
+                "extra": "--model.compile reduce-overhead",
+                "gpus": 1,
+                "seeds": [0, 1, 2],
+                "epochs": 40,
+                "test_acc": [0.907, 0.0023],
+                "fit_s": [43.2, 26.5],
+                "compile_s": [23.9, 26.0],
+                "images_per_s": [101394.0, 3204.0],
+            }
+        ],
+    }
+    (tmp_path / "gpu-recipes.json").write_text(json.dumps(gpu))
+    cpu_runs = [{"test_acc": acc, "fit_s": 500.0, "epochs": 8, "train_images": 45000} for acc in (0.80, 0.81, 0.82)]
+    (tmp_path / "cpu-track.json").write_text(json.dumps({"cpu": "AMD EPYC", "cores": 2, "runs": cpu_runs}))
+    mine = {"run": "this lesson", "config": "configs/full.yaml", "machine": "GPU", "epochs": 40}
+    table = results.recipes_table(tmp_path, {**mine, "test_acc": 0.9051, "fit_s": 80.0, "images_per_s": 25000.0})
+    assert list(table.index) == ["this lesson", "full-compiled", "cpu-track"]
+    assert table.loc["this lesson", "test acc %"] == "90.51" and table.loc["this lesson", "compile s"] == "–"
+    assert table.loc["full-compiled", "machine"] == "1 x NVIDIA H200"
+    assert table.loc["full-compiled", "config"] == "configs/full.yaml --model.compile reduce-overhead"
+    assert table.loc["full-compiled", "test acc %"] == "90.70 ± 0.23" and table.loc["full-compiled", "seeds"] == 3
+    assert table.loc["cpu-track", "test acc %"] == "81.00 ± 1.00"
+    assert table.loc["cpu-track", "train images/s"] == "720"  # 8 x 45,000 images in 500 s, no spread
+    assert table.loc["cpu-track", "machine"] == "2-core AMD EPYC CPU"
+    assert table.attrs["test_acc"]["full-compiled"] == [0.907, 0.0023]
+    assert table.attrs["missing"] == [
+        "gpu-ddp.json: not measured yet: `python benchmarks/gpu_benchmark.py suite ddp` on a GPU"
+    ]
 
 
 def test_a_gpu_benchmark_not_measured_yet_says_the_command_that_measures_it(tmp_path):

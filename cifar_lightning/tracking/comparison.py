@@ -2,12 +2,16 @@
 
     # on a GPU (the workshop's numbers):
     python -m cifar_lightning.tracking.comparison --config configs/full.yaml --epochs 8 --summary benchmarks/results
+    # on a laptop CPU in a few minutes (the CPU track, shortened; lesson 10 runs this at its laptop size):
+    python -m cifar_lightning.tracking.comparison --config configs/cpu.yaml --settings baseline,no_lr_schedule \
+        --epochs 2 --data.subset 5000 --data.source folder --data.data_dir <cifar10-jpeg>
     # on a CPU in seconds (synthetic data, width-8 network, 1 epoch of a few batches):
     python -m cifar_lightning.tracking.comparison --smoke
 
 Every setting changes one thing of the base config (the baseline): a trick off or on, the LR finder's
-suggestion versus a tenth of it, Adam instead of SGD, no augmentation. Each run goes to W&B (online with an API
-key, otherwise offline) and writes its local run record under ``--out``; ``--summary`` writes
+suggestion versus a tenth of it, Adam instead of SGD, no augmentation. Every setting runs with 3 seeds by default
+(``--seeds``), so that a difference can be compared with the spread between seeds. Each run goes to W&B (online
+with an API key, otherwise offline) and writes its local run record under ``--out``; ``--summary`` writes
 ``comparison-runs.csv``, ``comparison-curves.csv`` and ``comparison-meta.json`` (read by the results notebook).
 Arguments this runner does not know are passed to the CLI of every run, e.g. ``--data.source folder``.
 """
@@ -50,8 +54,9 @@ SWA = {
     "init_args": {"swa_lrs": 0.01, "swa_epoch_start": 0.6},
 }
 
-# Made for configs/full.yaml (SGD nesterov lr 0.2 + linear OneCycle, label smoothing 0.2, flip_crop, 24-pixel
-# crops early, EMA of the weights, flip TTA, bf16-mixed): each arm turns one of its tricks off, or swaps one choice.
+# Made for configs/full.yaml (nesterov SGD + linear OneCycle, label smoothing, flip_crop, 24-pixel crops early, EMA
+# of the weights, flip TTA, mixed precision): each arm turns one of its tricks off, or swaps one choice. The arms that
+# only drop a callback (no_progressive_crop, no_ema) need a config that has it; the others work with any config.
 SETTINGS = [
     Setting("baseline", "the base config as it is"),
     Setting("no_label_smoothing", "label smoothing 0.2 -> 0", ["--model.label_smoothing", "0"]),
@@ -66,11 +71,11 @@ SETTINGS = [
         test_ckpt=None,
         drop=("EMAWeights",),
     ),
-    Setting("fp32", "bf16 mixed precision -> full fp32", ["--trainer.precision", "32-true"]),
+    Setting("fp32", "mixed precision -> full fp32", ["--trainer.precision", "32-true"]),
     Setting("no_lr_schedule", "one-cycle -> a constant learning rate", ["--model.scheduler", "none"]),
     Setting(
         "adam",
-        "SGD (lr 0.2, nesterov momentum 0.9) -> Adam (lr 0.001)",
+        "SGD at the config's lr -> Adam (lr 0.001)",
         ["--model.optimizer", "adam", "--model.lr", "0.001"],
     ),
     Setting("lr_finder", "the LR finder's suggested lr", lr_factor=1.0),
@@ -217,7 +222,7 @@ def run_one(
         trainer.fit(cli.model, datamodule=cli.datamodule)
         fit_seconds = time.perf_counter() - start
         ckpt = best_checkpoint(trainer) if setting.test_ckpt else None
-        trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
+        trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)  # the summary prints it
         tracker.log_metrics({"fit_seconds": fit_seconds})
     finally:
         tracker.finish()  # also after a failure: the next run must not continue this W&B run
@@ -239,8 +244,8 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--settings", default=None, help="comma-separated subset of: " + ", ".join(s.name for s in SETTINGS)
     )
-    parser.add_argument("--seeds", type=int, default=1, help="runs per setting (default 1)")
-    parser.add_argument("--baseline-seeds", type=int, default=3, help="runs of the baseline (default 3)")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per setting, seeds 0..N-1 (default 3)")
+    parser.add_argument("--baseline-seeds", type=int, default=None, help="runs of the baseline (default: --seeds)")
     parser.add_argument("--epochs", type=int, default=None, help="override trainer.max_epochs of the config")
     parser.add_argument("--out", default="runs/comparison", help="where the runs go (default runs/comparison)")
     parser.add_argument("--summary", default=None, help="also write the compact CSV/JSON summary to this folder")
@@ -262,6 +267,8 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: list[str] | None = None) -> dict:
     """Run the comparison; returns ``{"runs": DataFrame, "curves": DataFrame, "summary": DataFrame, "meta": dict}``."""
     opts, extra = parse(argv)
+    if opts.baseline_seeds is None:
+        opts.baseline_seeds = opts.seeds
     check(opts.seeds >= 1 and opts.baseline_seeds >= 1, "--seeds and --baseline-seeds must be at least 1")
     configs = [find_config(c) for c in opts.config or ["configs/quick.yaml" if opts.smoke else "configs/full.yaml"]]
     base_args = [arg for config in configs for arg in ("--config", config)]
@@ -287,6 +294,8 @@ def main(argv: list[str] | None = None) -> dict:
         "extra_args": extra,
         "smoke": opts.smoke,
         "epochs": opts.epochs,
+        "seeds": opts.seeds,
+        "baseline_seeds": opts.baseline_seeds,
         **results.environment_meta(),
         "settings": {s.name: s.about for s in settings},
     }
@@ -327,6 +336,8 @@ def main(argv: list[str] | None = None) -> dict:
     runs, curves = results.runs_table(records), results.curves_table(records)
     summary = results.summarize(runs)
     print(results.format_summary(summary).to_string(index=False))
+    if "baseline" in set(summary["setting"]):
+        print(results.describe_versus(results.versus_baseline(summary)))
     print(
         f"{len(records)} runs in {meta['total_seconds']:.0f} s; records under {out}/records"
         + (f"; summary in {opts.summary}" if opts.summary else "")

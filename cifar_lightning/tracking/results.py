@@ -185,21 +185,57 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def versus_baseline(summary: pd.DataFrame, baseline: str = "baseline") -> pd.DataFrame:
-    """Each setting's test accuracy minus the baseline's (percentage points), and whether the difference is
-    larger than the baseline's own seed-to-seed noise (two standard deviations): a smaller one proves nothing."""
+    """Each setting's test accuracy minus the baseline's (percentage points), and whether the difference is larger
+    than the noise: twice the seed-to-seed standard deviation of single runs, pooled over the baseline's seeds and
+    the setting's (a setting with one run borrows the baseline's spread). A smaller difference proves nothing."""
     check(baseline in set(summary["setting"]), f"no {baseline!r} setting among {', '.join(summary['setting'])}")
     base = summary.set_index("setting").loc[baseline]
     delta = 100 * (summary["test_acc_mean"] - base["test_acc_mean"])
-    noise = 200 * base["test_acc_std"] if pd.notna(base["test_acc_std"]) else np.nan
+    base_std = base["test_acc_std"]
+    own_std = summary["test_acc_std"].fillna(base_std)
+    noise = 200 * np.sqrt((base_std**2 + own_std**2) / 2)  # NaN when the baseline has a single run
     return pd.DataFrame(
         {
             "setting": summary["setting"],
+            "runs": summary["runs"],
             "Δ test acc (points)": delta.round(2),
-            "baseline noise ±": round(noise, 2) if pd.notna(noise) else np.nan,
-            "beyond noise": [bool(pd.notna(noise) and abs(d) > noise) for d in delta],
+            "noise ± (points)": noise.round(2),
+            "beyond noise": [bool(pd.notna(n) and abs(d) > n) for d, n in zip(delta, noise, strict=True)],
             "time vs baseline": (summary["fit_seconds_mean"] / base["fit_seconds_mean"]).round(2),
         }
     )
+
+
+def describe_versus(versus: pd.DataFrame, baseline: str = "baseline") -> str:
+    """What a :func:`versus_baseline` table shows, in sentences built from its numbers: which settings beat the
+    baseline, or fall behind it, by more than the noise, and which stay within it."""
+    others = versus[versus["setting"] != baseline]
+    if others.empty:
+        return "Only the baseline ran: there is nothing to compare it with."
+    if others["noise ± (points)"].isna().all():
+        return (
+            "The baseline has a single run, so there is no seed spread to compare the differences with: "
+            "run it with more seeds (--seeds 3) before reading anything into them."
+        )
+
+    def item(row) -> str:
+        return f"{row['setting']} ({row['Δ test acc (points)']:+.2f} points, noise ± {row['noise ± (points)']:.2f})"
+
+    beyond = others[others["beyond noise"]]
+    better = [item(r) for _, r in beyond.iterrows() if r["Δ test acc (points)"] > 0]
+    worse = [item(r) for _, r in beyond.iterrows() if r["Δ test acc (points)"] < 0]
+    within = [item(r) for _, r in others[~others["beyond noise"]].iterrows()]
+    lines = [
+        "Beat the baseline beyond the seed spread: " + ("; ".join(better) if better else "none") + ".",
+        "Fell behind it beyond the seed spread: " + ("; ".join(worse) if worse else "none") + ".",
+    ]
+    if within:
+        lines.append(
+            "Within the seed spread, so not shown by these runs (more seeds or a longer budget might): "
+            + "; ".join(within)
+            + "."
+        )
+    return "\n".join(lines)
 
 
 def format_mean_std(mean, std, scale: float = 1.0, digits: int = 1) -> str:
@@ -394,3 +430,91 @@ def benchmark_table(path: str | Path, runs: list[str] | None = None) -> pd.DataF
     )
     table.attrs["card"] = data["versions"].get("card")
     return table.set_index("run")
+
+
+def _spread(values: list[float]) -> list[float]:
+    """``[mean, std]`` of ``values`` (std 0 for a single value), as the benchmarks' JSON files store them."""
+    series = pd.Series(values, dtype=float)
+    return [float(series.mean()), float(series.std(ddof=1)) if len(series) > 1 else 0.0]
+
+
+def recipes_table(bench_dir: str | Path, this_run: dict | None = None, ddp: bool = True) -> pd.DataFrame:
+    """The recipes in one table: ``this_run`` (a lesson's own fit, if given) and every measured benchmark: the GPU
+    recipes (``gpu-recipes.json``), two GPUs with DDP (``gpu-ddp.json``, if ``ddp``) and the CPU track
+    (``cpu-track.json``). One row per run: config, machine, epochs, seeds, test accuracy, fit seconds (compiling
+    included), compile seconds and training images/s, mean ± std over seeds.
+
+    ``this_run``: ``{"run", "config", "machine", "epochs", "test_acc", "fit_s", "images_per_s"}``, one seed. A file
+    not written yet leaves its rows out; ``table.attrs["missing"]`` holds the command that writes it.
+    """
+    bench_dir = Path(bench_dir)
+    rows, missing = [], []
+    if this_run is not None:
+        rows.append(
+            {
+                **{k: this_run[k] for k in ("run", "config", "machine", "epochs")},
+                "seeds": 1,
+                **{k: [this_run[k], 0.0] for k in ("test_acc", "fit_s", "images_per_s")},
+            }
+        )
+    for plan in ("recipes", "ddp") if ddp else ("recipes",):
+        path = bench_dir / f"gpu-{plan}.json"
+        if not path.exists():
+            missing.append(f"{path.name}: not measured yet: `python benchmarks/gpu_benchmark.py suite {plan}` on a GPU")
+            continue
+        data = json.loads(path.read_text())
+        card = data["versions"].get("card", "GPU")
+        for row in data["rows"]:
+            rows.append(
+                {
+                    "run": row["name"],
+                    "config": row["config"] + (f" {row['extra']}" if row.get("extra") else ""),
+                    "machine": f"{row['gpus']} x {card}",
+                    "epochs": row["epochs"],
+                    "seeds": len(row["seeds"]),
+                    **{k: row.get(k) for k in ("test_acc", "fit_s", "compile_s", "images_per_s")},
+                }
+            )
+    path = bench_dir / "cpu-track.json"
+    if path.exists():
+        data = json.loads(path.read_text())
+        runs = data["runs"]
+        rows.append(
+            {
+                "run": "cpu-track",
+                "config": "configs/cpu.yaml",
+                "machine": f"{data['cores']}-core {data['cpu']} CPU",
+                "epochs": runs[0]["epochs"],
+                "seeds": len(runs),
+                "test_acc": _spread([r["test_acc"] for r in runs]),
+                "fit_s": _spread([r["fit_s"] for r in runs]),
+                "images_per_s": _spread([r["train_images"] * r["epochs"] / r["fit_s"] for r in runs]),
+            }
+        )
+    else:
+        missing.append(f"{path.name}: not measured yet: `python benchmarks/cpu_track.py --data-dir <cifar10-jpeg>`")
+
+    def fmt(value, scale=1.0, digits=1):  # [mean, std]; std 0 (one seed): no spread shown
+        mean, std = value or (None, None)
+        return format_mean_std(mean, std or None, scale, digits)
+
+    table = pd.DataFrame(
+        [
+            {
+                "run": row["run"],
+                "config": row["config"],
+                "machine": row["machine"],
+                "epochs": row["epochs"],
+                "seeds": row["seeds"],
+                "test acc %": fmt(row["test_acc"], 100, 2),
+                "fit s": fmt(row["fit_s"]),
+                "compile s": fmt(row.get("compile_s")),
+                "train images/s": fmt(row["images_per_s"], digits=0),
+            }
+            for row in rows
+        ],
+        columns=["run", "config", "machine", "epochs", "seeds", "test acc %", "fit s", "compile s", "train images/s"],
+    ).set_index("run")
+    table.attrs["missing"] = missing
+    table.attrs["test_acc"] = {row["run"]: row["test_acc"] for row in rows}  # [mean, std], for sentences
+    return table
