@@ -1,6 +1,6 @@
 """Drops machine noise from executed lessons, so that the committed outputs show only what the lesson prints.
 
-    python notebooks/clean_outputs.py notebooks/*.ipynb        (benchmarks/lesson_times.py --in-place calls it after each lesson)
+    python notebooks/clean_outputs.py notebooks/*.ipynb     (lesson_times.py --in-place calls it after each lesson)
 
 Removed: the warnings of environments without Jupyter widgets (tqdm's "IProgress not found", rich's
 'install "ipywidgets"'), and the empty rich panels they leave. Progress bars are reduced to what a notebook shows:
