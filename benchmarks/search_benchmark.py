@@ -122,13 +122,14 @@ def run_fit(name: str, config: str, seed: int, options: list[str], out: Path, de
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     fit_s = time.perf_counter() - start
+    val_acc = float(cli.trainer.callback_metrics.get("val_acc", float("nan")))  # before test() replaces the metrics
     test = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best_checkpoint(cli.trainer), verbose=False)
     run = {
         "name": name,
         "config": str(Path(config).relative_to(ROOT)) if Path(config).is_relative_to(ROOT) else config,
         "seed": seed,
         "epochs": cli.trainer.current_epoch,
-        "val_acc": float(cli.trainer.callback_metrics.get("val_acc", float("nan"))),
+        "val_acc": val_acc,
         "test_acc": float(test[0]["test_acc"]),
         "fit_s": fit_s,
         "data": describe(cli.datamodule),
@@ -190,7 +191,7 @@ def report(info: dict, runs: list[dict], command: str, versions: dict) -> tuple[
     ]
     for name, stat in result["configs"].items():
         mine = [r for r in runs if r["name"] == name]
-        val = [r["val_acc"] for r in mine]
+        val = [r["val_acc"] for r in mine if r["val_acc"] == r["val_acc"]] or [float("nan")]  # NaN: not validated
         fit = [r["fit_s"] for r in mine]
         lines.append(
             f"| {name} | {mine[0]['epochs']} | {','.join(str(r['seed']) for r in mine)} | "
