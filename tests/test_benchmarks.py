@@ -363,7 +363,10 @@ def test_every_results_file_is_current_and_in_the_readme(gpu_benchmark):
     readme = (ROOT / "benchmarks" / "README.md").read_text()
     files = sorted(p.name for p in (ROOT / "benchmarks" / "results").iterdir())
     assert [f for f in files if f not in readme] == []
-    stems = {"cpu-track", "cpu-throughput"} | {p.results for p in gpu_benchmark.PLANS.values() if p.results}
+    stems = {"cpu-track", "cpu-throughput", "lesson-times-laptop", "lesson-times-full"}
+    stems |= {p.results for p in gpu_benchmark.PLANS.values() if p.results}
+    stems |= {"search", "search-trials", "search-summary", "search-trials.csv", "search-history.csv", "search-runs.csv"}
+    stems |= {"search-best.yaml"}  # benchmarks/search_benchmark.py writes these
     assert {re.sub(r"\.(md|json)$", "", f) for f in files if not f.startswith("comparison-")} <= stems
     for plan in ("recipes", "ddp"):
         assert f"python benchmarks/gpu_benchmark.py suite {plan} --data-dir" in readme
