@@ -136,7 +136,7 @@ def test_includes_are_the_package_source():
 def test_every_lesson_has_its_section():
     titles = [line for line in TALK.read_text().splitlines() if line.startswith("# ")]
     numbers = [t.split()[1] for t in titles if t.split()[1].isdigit()]
-    assert numbers == [f"{n:02d}" for n in range(1, 11)]
+    assert numbers == [f"{n:02d}" for n in range(1, 12)]
 
 
 def test_no_placeholders_and_no_typed_results():
