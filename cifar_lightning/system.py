@@ -34,7 +34,7 @@ def smoothed_nll(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float
     return (1 - smoothing) * nll - smoothing * log_probs.mean(dim=1).mean()
 
 
-CPU_NHWC_MIN_CHANNELS = 8  # see CIFARSystem.on_fit_start
+CPU_NHWC_MIN_CHANNELS = 16  # see CIFARSystem.on_fit_start
 
 
 def narrowest_conv(module: nn.Module) -> int:
@@ -96,7 +96,8 @@ class CIFARSystem(L.LightningModule):
         tta_translate: also average over the image shifted by this many pixels down-right and up-left
             (reflect-padded as the training crops are; each with its mirror when ``tta_flip``): 0 turns it off.
         channels_last: keep weights and inputs in NHWC memory layout (faster convolutions on tensor cores). A fit
-            on a CPU with a convolution narrower than 8 channels keeps NCHW, with a warning (oneDNN can hang there).
+            on a CPU with a convolution narrower than 16 channels keeps NCHW, with a warning (oneDNN can hang or
+            crash there).
         compile: ``torch.compile`` the training step's forward and loss (:func:`training_loss`) at the start of
             fit (the first steps pay the compile time): ``true`` for the default mode, or a mode name such as
             ``reduce-overhead`` (CUDA graphs). One static graph per input shape (``dynamic=False``); evaluation and
@@ -152,8 +153,9 @@ class CIFARSystem(L.LightningModule):
 
     def on_fit_start(self) -> None:
         if self._channels_last and self.device.type == "cpu" and narrowest_conv(self.backbone) < CPU_NHWC_MIN_CHANNELS:
-            # oneDNN (torch 2.14's CPU convolutions) can hang in the backward pass of NHWC convolutions this narrow
-            # (widths 2 and 4 hung, 8 never did): such a fit on a CPU keeps NCHW. Same results, only the layout.
+            # oneDNN (torch 2.14's CPU convolutions) can hang or crash in the backward pass of NHWC convolutions this
+            # narrow (widths 2 and 4 hung; width 8 segfaulted on 224-pixel inputs, not on 32; 16 never failed): such
+            # a fit on a CPU keeps NCHW. Same results, only the layout.
             rank_zero_warn(
                 f"channels_last is off for this fit: on a CPU, convolutions narrower than "
                 f"{CPU_NHWC_MIN_CHANNELS} channels can hang in NHWC"
