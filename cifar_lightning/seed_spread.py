@@ -5,8 +5,9 @@
     seed_table(scores)                       # mean, std and the seeds' values per setting
     compare(scores, "flip_crop", "none")     # the difference of the means, the noise, and whether it is beyond it
 
-The rule (the one lesson 10's comparison uses too): a difference counts when it is larger than the noise, two
-standard deviations of the seed-to-seed spread (the larger of the two settings' sample standard deviations). With
+The rule: a difference counts when it is larger than the noise, two standard deviations of the seed-to-seed spread
+(the larger of the two settings' sample standard deviations; lesson 10's ``results.versus_baseline`` pools the two
+instead, their root mean square, which is never larger: this rule is the stricter one). With
 three seeds per setting the standard deviation is itself rough: a difference just past the line is a hint, not proof.
 """
 
