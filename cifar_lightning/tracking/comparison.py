@@ -59,7 +59,7 @@ SWA = {
 # only drop a callback (no_progressive_crop, no_ema) need a config that has it; the others work with any config.
 SETTINGS = [
     Setting("baseline", "the base config as it is"),
-    Setting("no_label_smoothing", "label smoothing 0.2 -> 0", ["--model.label_smoothing", "0"]),
+    Setting("no_label_smoothing", "the config's label smoothing -> 0", ["--model.label_smoothing", "0"]),
     Setting("no_augmentation", "flip_crop -> no augmentation", ["--data.augment", "none"], drop=("ProgressiveCrop",)),
     Setting("no_tta_flip", "test on each image alone, not averaged with its mirror", ["--model.tta_flip", "false"]),
     Setting("no_progressive_crop", "24-pixel crops early -> 32-pixel crops throughout", drop=("ProgressiveCrop",)),
