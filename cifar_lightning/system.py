@@ -67,10 +67,11 @@ def attached_trainer(module: L.LightningModule):
         return None
 
 
-def fused_if_cuda(params: list[torch.Tensor]) -> bool | None:
+def fused_if_cuda(params: list[torch.Tensor], clips_gradients: bool = False) -> bool | None:
     """``fused=True`` for PyTorch's optimizers when every parameter is on a GPU (one kernel per step instead of a
-    few per parameter group); ``None`` (PyTorch's default) otherwise."""
-    return True if params and all(p.is_cuda for p in params) else None
+    few per parameter group); ``None`` (PyTorch's default) otherwise, and when the Trainer clips gradients: a fused
+    step unscales mixed-precision gradients itself, so Lightning refuses to clip them before it."""
+    return True if params and all(p.is_cuda for p in params) and not clips_gradients else None
 
 
 def warmup_share(fraction: float, steps: int) -> float:
@@ -249,7 +250,11 @@ class CIFARSystem(L.LightningModule):
         decay = [p for p in self.parameters() if p.ndim > 1]
         no_decay = [p for p in self.parameters() if p.ndim <= 1]
         groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        fused = fused_if_cuda(decay + no_decay)
+        try:
+            clips = bool(self.trainer.gradient_clip_val)
+        except RuntimeError:  # no Trainer attached (the optimizer built by hand)
+            clips = False
+        fused = fused_if_cuda(decay + no_decay, clips_gradients=clips)
         if hp.optimizer == "sgd":
             opt = torch.optim.SGD(
                 groups, lr=self.lr, momentum=hp.momentum, nesterov=hp.nesterov and hp.momentum > 0, fused=fused

@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from cifar_lightning import CIFAR10DataModule, CifarLightningError, CIFARSystem, build_resnet, load_system
+from cifar_lightning import system as system_module
 from cifar_lightning.system import fused_if_cuda, logger_writes_this_step, narrowest_conv, smoothed_nll, training_loss
 from tests.helpers import cpu_trainer
 
@@ -91,6 +92,19 @@ def test_fused_optimizer_only_on_gpu():
     assert fused_if_cuda([]) is None
     opt = CIFARSystem(build_resnet(width=8), scheduler="none").configure_optimizers()  # a CPU model
     assert not opt.defaults["fused"]
+
+
+def test_no_fused_optimizer_when_the_trainer_clips(monkeypatch):
+    """Lightning refuses to clip the gradients of a fused optimizer under mixed precision: clipping turns it off."""
+    cuda_like = type("P", (), {"is_cuda": True})()
+    assert fused_if_cuda([cuda_like], clips_gradients=True) is None
+    asked = []
+    monkeypatch.setattr(system_module, "fused_if_cuda", lambda params, clips_gradients: asked.append(clips_gradients))
+    for clip in (None, 1.0):
+        system = CIFARSystem(build_resnet(width=8), scheduler="none")
+        system.trainer = L.Trainer(gradient_clip_val=clip, logger=False, enable_progress_bar=False)
+        system.configure_optimizers()
+    assert asked == [False, True]
 
 
 @pytest.mark.parametrize("shown", [True, False])
