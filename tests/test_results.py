@@ -44,6 +44,10 @@ def test_tables_and_summary_from_records():
     assert runs["setting"].tolist() == ["baseline", "baseline", "adam"]
     assert runs["best_val_acc"].tolist() == [0.8, 0.9, 0.6]
     assert runs["images_per_sec"].tolist() == [400.0] * 3  # the start-up epoch is left out
+    assert runs["epochs"].tolist() == [3] * 3
+    sparse = record("baseline", 0, [0.5, 0.7], 0.7, 5.0)  # validated after epochs 4 and 8 of 8
+    sparse["history"] = [{**row, "epoch": 4 * row["epoch"] + 3} for row in sparse["history"]]
+    assert results.runs_table([sparse])["epochs"].tolist() == [8]  # epochs trained, not validations counted
     curves = results.curves_table(RECORDS)
     assert len(curves) == 9 and curves.groupby("id")["epoch"].max().eq(2).all()
 

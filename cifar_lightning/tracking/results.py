@@ -103,8 +103,8 @@ def _val_rows(record: dict) -> list[dict]:
 
 
 def runs_table(records: list[dict]) -> pd.DataFrame:
-    """One row per run: id, setting, seed, test_acc, best/final val_acc, fit_seconds, images_per_sec, epochs, lr,
-    optimizer (NaN where a run did not log it)."""
+    """One row per run: id, setting, seed, test_acc, best/final val_acc, fit_seconds, images_per_sec, epochs (trained
+    up to the last validation), lr, optimizer (NaN where a run did not log it)."""
     rows = []
     for r in records:
         config, summary, val = r.get("config", {}), r.get("summary", {}), _val_rows(r)
@@ -121,7 +121,7 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
                 "fit_seconds": summary.get("fit_seconds", np.nan),
                 # the first epoch includes start-up (workers, cuDNN autotuning): leave it out when there are more
                 "images_per_sec": float(np.mean(speed[1:] if len(speed) > 1 else speed)) if speed else np.nan,
-                "epochs": len(val),
+                "epochs": int(val[-1]["epoch"]) + 1 if val else 0,  # up to its last validation (every n-th epoch)
                 "lr": config.get("lr", np.nan),
                 "optimizer": config.get("optimizer"),
             }
