@@ -250,10 +250,7 @@ class CIFARSystem(L.LightningModule):
         decay = [p for p in self.parameters() if p.ndim > 1]
         no_decay = [p for p in self.parameters() if p.ndim <= 1]
         groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        try:
-            clips = bool(getattr(self.trainer, "gradient_clip_val", None))
-        except RuntimeError:  # no Trainer attached (the optimizer built by hand)
-            clips = False
+        clips = bool(getattr(attached_trainer(self), "gradient_clip_val", None))  # None: no Trainer attached
         fused = fused_if_cuda(decay + no_decay, clips_gradients=clips)
         if hp.optimizer == "sgd":
             opt = torch.optim.SGD(
