@@ -33,3 +33,10 @@ def uses_cuda(accelerator: str | Accelerator) -> bool:
     if isinstance(accelerator, Accelerator):
         return isinstance(accelerator, CUDAAccelerator)
     return str(accelerator).lower() in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The ``torch.autocast`` dtype of a Trainer ``precision``: bfloat16 for ``"bf16-mixed"``, float16 for
+    ``"16-mixed"``; ``None`` for full precision (no autocast), for a hand-written loop or a timing that should run
+    as the Trainer would."""
+    return {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)

@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
 
 from cifar_lightning.cli import build_cli
-from cifar_lightning.precision import pick_precision
+from cifar_lightning.precision import autocast_dtype, pick_precision
 from tests.test_cli import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,3 +115,8 @@ def test_auto_fits_on_a_cpu(monkeypatch, tmp_path):
     )
     assert cli.trainer.precision == "32-true"
     assert cli.trainer.global_step == 1
+
+
+def test_autocast_dtype_follows_the_trainer_precision():
+    assert autocast_dtype("bf16-mixed") is torch.bfloat16 and autocast_dtype("16-mixed") is torch.float16
+    assert autocast_dtype("32-true") is None
