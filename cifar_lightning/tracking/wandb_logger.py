@@ -265,7 +265,7 @@ def lesson_logger(lesson: str, name: str | None = None, **kwargs: Any) -> Worksh
     Closes a W&B run an earlier cell left open, so that every call starts a run of its own (Lightning's
     WandbLogger would otherwise keep logging into the open one).
 
-        trainer = L.Trainer(logger=tracking.lesson_logger("05-tricks", name="label-smoothing"), ...)
+        trainer = L.Trainer(logger=tracking.lesson_logger("07-training-tricks", name="label-smoothing"), ...)
     """
     import wandb
 
